@@ -1,0 +1,59 @@
+"""The sample and batch conventions every dataset, method and metric in umadapt shares.
+
+A *raw sample* is what a dataset returns before augmentation: NumPy arrays, channels last.
+
+=================  =========================  ============================================================
+key                raw sample (NumPy)         batch (torch)
+=================  =========================  ============================================================
+``image``          float32 ``[H, W, 3]``, 0-1  float32 ``[B, 3, H, W]``
+``depth``          float32 ``[H, W]``, metres  float32 ``[B, 1, H, W]``; ``0`` marks an invalid pixel
+``normals``        float32 ``[H, W, 3]``       float32 ``[B, 3, H, W]``; unit vectors, ``0`` = invalid
+``segmentation``   int64 ``[H, W]``            int64 ``[B, H, W]``; :data:`IGNORE_INDEX` = ignore
+``contours``       float32 ``[H, W]``, 0-1     float32 ``[B, 1, H, W]``
+``label``          int                         int64 ``[B]``
+=================  =========================  ============================================================
+
+Normals are expressed in the **camera frame**: ``x`` points right in the image, ``y`` points down, ``z`` points
+forward (away from the camera, the OpenCV convention). Visible surfaces therefore have ``n_z < 0``. A horizontal
+flip of the image negates ``n_x``; a vertical flip negates ``n_y``.
+
+A training batch is ``{"source": {...}, "target": {...}}``; in unsupervised mode the target part holds ``image``
+only (the dataset never returns the labels).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = 255
+IMAGE = "image"
+LABEL_KEYS = ("depth", "normals", "segmentation", "contours", "label")
+"""Keys that carry supervision; an unlabelled sample holds none of them."""
+
+
+def to_tensor_sample(sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Convert a raw (NumPy, channels-last) sample into the batch conventions above (channels-first tensors)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sample.items():
+        if key in (IMAGE, "normals"):
+            array = np.ascontiguousarray(np.asarray(value, dtype=np.float32).transpose(2, 0, 1))
+            out[key] = torch.from_numpy(array)
+        elif key in ("depth", "contours"):
+            out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.float32))[None])
+        elif key == "segmentation":
+            out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.int64)))
+        elif key == "label":
+            out[key] = torch.as_tensor(int(value), dtype=torch.int64)
+        else:
+            raise KeyError(
+                f"Unknown sample key {key!r}. Known keys: {[IMAGE, *LABEL_KEYS]} (see umadapt.samples for the conventions)."
+            )
+    return out
+
+
+def images_only(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop every supervision key, keeping the image: what an unlabelled target sample looks like."""
+    return {IMAGE: sample[IMAGE]}

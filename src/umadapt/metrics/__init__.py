@@ -1,0 +1,34 @@
+"""Evaluation metrics (torchmetrics ``Metric`` subclasses, reducible across DDP ranks) and multi-task summaries.
+
+Every metric's ``compute()`` returns a dict of scalar tensors; the keys are listed in ``*_KEYS``. Values over an
+update stream with no valid pixel/sample are ``NaN``.
+"""
+
+from umadapt.metrics.classification import CLASSIFICATION_KEYS, ClassificationMetrics
+from umadapt.metrics.depth import DEPTH_KEYS, DepthMetrics
+from umadapt.metrics.mtl import HIGHER_IS_BETTER, LOWER_IS_BETTER, delta_mtl, gap_closed, is_lower_better
+from umadapt.metrics.normals import NORMAL_KEYS, NormalMetrics
+from umadapt.metrics.segmentation import (
+    SEGMENTATION_KEYS,
+    SegmentationMetrics,
+    confusion_matrix_scores,
+    per_class_iou,
+)
+
+__all__ = [
+    "DepthMetrics",
+    "NormalMetrics",
+    "SegmentationMetrics",
+    "ClassificationMetrics",
+    "DEPTH_KEYS",
+    "NORMAL_KEYS",
+    "SEGMENTATION_KEYS",
+    "CLASSIFICATION_KEYS",
+    "per_class_iou",
+    "confusion_matrix_scores",
+    "delta_mtl",
+    "gap_closed",
+    "is_lower_better",
+    "LOWER_IS_BETTER",
+    "HIGHER_IS_BETTER",
+]

@@ -1,20 +1,21 @@
 """What a *domain* is: a source of raw samples for the train/val/test splits of one look of the data.
 
-The paired data module pairs one source domain with one target domain. Any object with the attributes and the
-method of :class:`Domain` works (SynthRooms, Digits, a folder of your own simulator output, ...).
+The paired data module pairs one source domain with one target domain. A domain subclasses :class:`Domain` (an
+abstract base class rather than a ``Protocol`` so that YAML ``class_path`` checks are by inheritance, not by exact
+signature matching) and sets the attributes below in ``__init__``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Sequence
 
 from torch.utils.data import Dataset
 
 SPLITS = ("train", "val", "test")
 
 
-@runtime_checkable
-class Domain(Protocol):
+class Domain(ABC):
     """A domain provides datasets of raw samples (see :mod:`umadapt.samples`) for each split.
 
     Attributes:
@@ -31,6 +32,10 @@ class Domain(Protocol):
     class_names: Sequence[str]
     image_size: tuple[int, int]
 
+    @abstractmethod
     def dataset(self, split: str) -> Dataset:
         """The dataset of raw samples (all keys this domain provides) for ``split`` in :data:`SPLITS`."""
-        ...
+
+    def describe(self) -> dict:
+        """Identity of the data for reproducibility records (override to add generator seeds, roots, sizes)."""
+        return {"name": self.name, "tasks": list(self.tasks), "image_size": list(self.image_size)}

@@ -1,0 +1,51 @@
+"""Packaging: the explicit package list in setup.cfg is complete, and a non-editable install imports both
+top-level packages from outside the repository."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from setuptools import find_packages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _declared_packages() -> set[str]:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return {p.strip() for p in config["options"]["packages"].split() if p.strip()}
+
+
+def test_setup_cfg_lists_every_package():
+    found = {f"umadapt.{p}" for p in find_packages(ROOT / "src" / "umadapt")} | {"umadapt"}
+    found |= {f"data_modules.{p}" for p in find_packages(ROOT / "data_modules")} | {"data_modules"}
+    assert _declared_packages() == found
+
+
+def test_pyproject_holds_only_the_build_system():
+    import tomllib
+
+    assert set(tomllib.loads((ROOT / "pyproject.toml").read_text())) == {"build-system"}
+
+
+@pytest.mark.slow
+def test_non_editable_install_imports_from_anywhere(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
+        check=True,
+        cwd=tmp_path,
+    )
+    code = (
+        "import umadapt, data_modules, data_modules.synthrooms, umadapt.cli;"
+        "print(umadapt.__file__); print(data_modules.__file__)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
+                         check=True, capture_output=True, text=True, cwd=tmp_path, env=env).stdout
+    assert str(target) in out.splitlines()[0] and str(target) in out.splitlines()[1]

@@ -219,7 +219,9 @@ class Augmentation:
         self._composes[in_hw] = compose
         return compose
 
-    def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+    def __call__(self, sample: Mapping[str, Any], seed: int | None = None) -> dict[str, Any]:
+        """Augment ``sample``; with ``seed``, every random decision is a pure function of it (used by the paired
+        data module to make augmentation a function of ``(run seed, epoch, index)``, so resumed runs replay it)."""
         unknown = [key for key in sample if key not in _KNOWN_KEYS]
         if unknown:
             raise KeyError(f"Cannot augment unknown sample keys {unknown}; known keys: {list(_KNOWN_KEYS)}.")
@@ -230,7 +232,10 @@ class Augmentation:
         preset = self._preset
         if preset.flip_p == 0.0 and preset.geometry == "none" and not self._composes_needed(in_hw):
             return dict(sample)  # identity: cheap
-        self._maybe_reseed_for_worker()
+        if seed is None:
+            self._maybe_reseed_for_worker()
+        else:
+            self.reseed(seed)
 
         # Pack the targets into one float32 mask [H, W, C].
         layout: list[tuple[str, int, int]] = []

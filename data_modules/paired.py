@@ -4,27 +4,56 @@ Training batches are ``{"source": {...labelled...}, "target": {...}}`` drawn thr
 unsupervised mode (the default) the target training dataset returns ``image`` only: its samples never carry labels,
 so no method can use them. ``target_labels: true`` gives the target training samples their labels (train-on-target
 oracle, semi-supervised methods). Validation and test loaders are ``[source, target]`` (in :attr:`eval_domains`
-order) and carry labels, for evaluation only.
+order) and carry labels, for evaluation only. ``target_label_fraction`` labels a fixed subset of the target training
+images only, served by a third training loader ``"target_labelled"``; ``image_edges`` adds an ``edges`` map of the
+image to every sample (see :mod:`data_modules.edges`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import os
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from data_modules.augment import build_augmentation
 from data_modules.domain import SPLITS, Domain
+from data_modules.edges import ImageEdges, WithImageEdges
 from umadapt.samples import IMAGE, to_tensor_sample
 from umadapt.tasks import TASKS
 
 COMBINED_MODES = ("max_size_cycle", "min_size", "max_size", "sequential")
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of one sample in one epoch: a pure function of ``(run seed, epoch, index)``."""
+    return int(np.random.SeedSequence([seed % 2**32, epoch, index]).generate_state(1)[0])
+
+
+class SeededSampler(DistributedSampler):
+    """Shuffles by ``(seed, epoch)`` and yields ``(index, augmentation seed)`` pairs, sharded across ranks.
+
+    Order and augmentation are functions of ``(seed, epoch, index)`` only, never of global RNG state, so a run
+    resumed from an epoch-end checkpoint replays exactly what the uninterrupted run saw. It subclasses
+    ``DistributedSampler`` so Lightning neither replaces it under DDP nor forgets to call ``set_epoch``.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool, seed: int, drop_last: bool) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        for index in super().__iter__():
+            yield index, sample_seed(self.seed, self.epoch, index)
+
+
 class SampleDataset(Dataset):
-    """Selects ``keys`` from a domain's raw samples, augments them jointly and converts them to tensors."""
+    """Selects ``keys`` from a domain's raw samples, augments them jointly and converts them to tensors.
+
+    Items are indexed by ``index`` or by ``(index, augmentation seed)`` (from :class:`SeededSampler`).
+    """
 
     def __init__(self, base: Dataset, keys: Sequence[str], transform: Callable[[dict], dict] | None = None) -> None:
         self.base = base
@@ -34,15 +63,54 @@ class SampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        index, seed = item if isinstance(item, tuple) else (item, None)
         raw = self.base[index]
         missing = [k for k in self.keys if k not in raw]
         if missing:
             raise KeyError(f"Sample {index} of {self.base!r} lacks {missing}; it has {sorted(raw)}.")
         sample = {k: raw[k] for k in self.keys}
         if self.transform is not None:
-            sample = self.transform(sample)
+            sample = self.transform(sample, seed=seed)
         return to_tensor_sample(sample)
+
+
+class _IndexSubset(Dataset):
+    """The raw samples ``base[indices[i]]``: a fixed subset of a domain's split."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int]) -> None:
+        self.base = base
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.base[self.indices[index]]
+
+
+def _build_edges(method: str | None, options: dict[str, float] | None) -> ImageEdges | None:
+    if method is None:
+        if options:
+            raise ValueError("data.edge_options is set but data.image_edges is not; name an edge method (canny, sobel).")
+        return None
+    try:
+        return ImageEdges(method, **dict(options or {}))
+    except TypeError as error:
+        raise ValueError(f"Bad data.edge_options {options}: {error}. Valid keys: sigma, low, high, scale.") from None
+
+
+def _check_fraction(fraction: float, target_labels: bool) -> float:
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(
+            f"target_label_fraction must be in [0, 1), got {fraction}; use target_labels: true to label every image."
+        )
+    if fraction > 0 and target_labels:
+        raise ValueError(
+            "target_labels: true labels every target image, target_label_fraction only some: set one of them."
+        )
+    return fraction
 
 
 class PairedDataModule(pl.LightningDataModule):
@@ -62,6 +130,17 @@ class PairedDataModule(pl.LightningDataModule):
         augmentation: name of an albumentations preset for the training data (see ``data_modules.augment``).
         combined_mode: how source and target loaders are zipped (``CombinedLoader`` mode).
         predict_domain: which domain ``predict`` runs on (``source`` or ``target``), test split.
+        seed: seed of the training order and augmentation (default: the run's ``seed_everything`` value).
+        image_edges: add an ``edges`` map of the (augmented) image to every sample, computed by this classical
+            edge detector (``canny`` or ``sobel``, see :mod:`data_modules.edges`); from the image only, so target
+            samples get it too. ``None`` (default): no ``edges`` key.
+        edge_options: keyword arguments of :class:`~data_modules.edges.ImageEdges` (``sigma``, ``low``, ``high``,
+            ``scale``).
+        target_label_fraction: semi-supervised mode: this fraction of the target *training* images (a subset fixed
+            by ``target_label_seed``) is served with labels by an extra ``"target_labelled"`` training loader; the
+            ``"target"`` loader then serves the other images, without labels. 0 (default) = no target labels.
+            A subset smaller than ``batch_size`` is repeated to fill one batch.
+        target_label_seed: seed of the choice of the labelled target subset.
     """
 
     eval_domains: tuple[str, str] = ("source", "target")
@@ -79,6 +158,11 @@ class PairedDataModule(pl.LightningDataModule):
         augmentation: str = "hflip",
         combined_mode: str = "max_size_cycle",
         predict_domain: str = "target",
+        seed: int | None = None,
+        image_edges: str | None = None,
+        edge_options: dict[str, float] | None = None,
+        target_label_fraction: float = 0.0,
+        target_label_seed: int = 0,
     ) -> None:
         super().__init__()
         self.source = source
@@ -101,6 +185,10 @@ class PairedDataModule(pl.LightningDataModule):
         self.transform = build_augmentation(augmentation)
         self.combined_mode = combined_mode
         self.predict_domain = predict_domain
+        self.seed = seed
+        self.edges = _build_edges(image_edges, edge_options)
+        self.target_label_fraction = _check_fraction(target_label_fraction, target_labels)
+        self.target_label_seed = int(target_label_seed)
         if tuple(source.image_size) != tuple(target.image_size):
             raise ValueError(
                 f"Source and target image sizes differ: {tuple(source.image_size)} vs {tuple(target.image_size)}; "
@@ -153,10 +241,40 @@ class PairedDataModule(pl.LightningDataModule):
         if key not in self._datasets:
             keys = [IMAGE, *self.tasks, *self.extra_keys] if labelled else [IMAGE]
             base = self.domains[role].dataset(split)
-            self._datasets[key] = SampleDataset(base, keys, self.transform if train else None)
+            self._datasets[key] = SampleDataset(base, keys, self._sample_transform(train))
+        return self._datasets[key]
+
+    def _sample_transform(self, train: bool) -> Callable[..., dict] | None:
+        transform = self.transform if train else None
+        return transform if self.edges is None else WithImageEdges(self.edges, transform)
+
+    def target_label_indices(self) -> list[int]:
+        """Indices of the labelled target training images (semi-supervised mode), fixed by ``target_label_seed``."""
+        size = len(self.domains["target"].dataset("train"))  # type: ignore[arg-type]
+        count = int(round(self.target_label_fraction * size))
+        if self.target_label_fraction > 0 and count == 0:
+            raise ValueError(
+                f"target_label_fraction={self.target_label_fraction} labels no image of the {size} target training "
+                "images; raise the fraction."
+            )
+        return sorted(np.random.default_rng(self.target_label_seed).permutation(size)[:count].tolist())
+
+    def _target_subset(self, labelled: bool) -> Dataset:
+        key = ("target", "train", labelled, True, "subset")
+        if key not in self._datasets:
+            base = self.domains["target"].dataset("train")
+            chosen = self.target_label_indices()
+            if labelled:  # repeated when fewer than one batch (tiny data sets), so the loader yields full batches
+                indices = chosen * -(-self.batch_size // len(chosen))
+            else:
+                indices = sorted(set(range(len(base))) - set(chosen))  # type: ignore[arg-type]
+            keys = [IMAGE, *self.tasks, *self.extra_keys] if labelled else [IMAGE]
+            self._datasets[key] = SampleDataset(_IndexSubset(base, indices), keys, self._sample_transform(True))
         return self._datasets[key]
 
     def train_dataset(self, role: str) -> Dataset:
+        if self.target_label_fraction > 0 and role in ("target", "target_labelled"):
+            return self._target_subset(labelled=role == "target_labelled")
         labelled = role == "source" or self.target_labels
         return self._dataset(role, "train", labelled, train=True)
 
@@ -167,10 +285,21 @@ class PairedDataModule(pl.LightningDataModule):
 
     # -- loaders ------------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        sampler = None
+        if train:
+            trainer = self.trainer
+            sampler = SeededSampler(
+                dataset,
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
+                shuffle=True,
+                seed=self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0)),
+                drop_last=True,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -178,6 +307,15 @@ class PairedDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> CombinedLoader:
         loaders = {role: self._loader(self.train_dataset(role), train=True) for role in self.domains}
+        for role, loader in loaders.items():
+            if len(loader) == 0:
+                raise ValueError(
+                    f"The {role} training split has {len(loader.dataset)} samples, fewer than one batch of "  # type: ignore[arg-type]
+                    f"data.batch_size={self.batch_size} per process (incomplete batches are dropped). Lower "
+                    "data.init_args.batch_size or use more training samples."
+                )
+        if self.target_label_fraction > 0:
+            loaders["target_labelled"] = self._loader(self.train_dataset("target_labelled"), train=True)
         return CombinedLoader(loaders, mode=self.combined_mode)
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -192,9 +330,10 @@ class PairedDataModule(pl.LightningDataModule):
     def describe(self) -> dict[str, Any]:
         """Data identity for reproducibility records and results tables."""
         return {
-            "source": self.source.name,
-            "target": self.target.name,
+            "source": self.source.describe(),
+            "target": self.target.describe(),
             "tasks": list(self.tasks),
             "target_labels": self.target_labels,
+            "target_label_fraction": self.target_label_fraction,
             "image_size": list(self.image_size),
         }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
 from torch.utils.data import Dataset
 
 from data_modules.domain import Domain
@@ -50,6 +53,12 @@ class ToyDomain(Domain):
 
     def dataset(self, split: str) -> Dataset:
         return _ToyDataset(self.seed, split, self.size, self.image_size[0], self.shift)
+
+
+# The suite's models are tiny: one thread per process is faster than two on a 2-core machine, and CLI subprocesses
+# (including two-process DDP) inherit it through the environment instead of oversubscribing the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True)

@@ -26,13 +26,27 @@ SMALL_DATA = [
 ] + ["--data.init_args.batch_size=4"]
 
 
+NEEDS_DATASET_FIXTURES = {
+    folder: "tests/test_real_configs.py"
+    for folder in ("gta5_cityscapes", "synthia_cityscapes", "nyud", "office31", "officehome")
+}
+"""experiments/ folders whose configs read real datasets under DATA_ROOT: skipped here, run on tiny fixture copies
+of the datasets by the named test (which checks that it covers every YAML in them)."""
+NEEDS_DATASET_FIXTURES["digits_real"] = "tests/test_digits_real.py"  # MNIST, MNIST-M, SVHN, USPS formats
+NOT_CLI_CONFIGS = {"sweeps": "tests/test_sweeps.py"}
+"""experiments/ folders of W&B sweep files (not CLI configs): validated by the named test."""
+
+
 def _config_sets() -> dict[str, list[Path]]:
     """Every YAML under experiments/, each with the configs it composes with to make a runnable experiment."""
     sets: dict[str, list[Path]] = {}
     for path in sorted(EXPERIMENTS.rglob("*.yaml")):
         rel = path.relative_to(EXPERIMENTS).as_posix()
+        if rel.split("/")[0] in NEEDS_DATASET_FIXTURES or rel.split("/")[0] in NOT_CLI_CONFIGS:
+            continue
         if path.name == "base.yaml":
-            sets[rel] = [path, path.parent / "source_only.yaml"]
+            method = path.parent / "source_only.yaml"
+            sets[rel] = [path, method] if method.is_file() else [path]  # a base without source_only runs alone
         elif path.parent.name in ("trainer", "loggers"):
             sets[rel] = [BASE, SOURCE_ONLY, path]
         else:
@@ -41,7 +55,12 @@ def _config_sets() -> dict[str, list[Path]]:
 
 
 CONFIG_SETS = _config_sets()
-NEEDS_GPU = {"trainer/gpu.yaml"}
+NEEDS_GPU = {"trainer/gpu.yaml", "trainer/ddp.yaml", "trainer/multinode.yaml", "trainer/fp16.yaml"}
+"""Profiles that need CUDA: parsed everywhere, run only where a GPU is present."""
+SUBPROCESS_ONLY = {"trainer/ddp_cpu.yaml": "tests/test_operations.py"}
+"""Plain ``ddp`` re-launches ``sys.argv`` (pytest's), so these run through a CLI subprocess in the named test."""
+NEEDS_TEACHERS = {"mtl/universal.yaml": "tests/test_mtl.py"}
+"""Configs that distil from teacher checkpoints: parsed here, run with tiny teachers trained first by the named test."""
 
 
 def _args(configs: list[Path]) -> list[str]:
@@ -63,8 +82,29 @@ def test_print_config(name, capsys):
     assert "class_path" in printed and "model:" in printed
 
 
+def test_dataset_fixture_folders_are_run_elsewhere():
+    for folder, test_file in NEEDS_DATASET_FIXTURES.items():
+        assert (EXPERIMENTS / folder / "base.yaml").is_file(), folder
+        assert f'"{folder}"' in (ROOT / test_file).read_text(), f"{test_file} does not cover experiments/{folder}"
+
+
+def test_sweep_files_are_validated_elsewhere():
+    for folder, test_file in NOT_CLI_CONFIGS.items():
+        assert (EXPERIMENTS / folder).is_dir() and f'"{folder}"' in (ROOT / test_file).read_text()
+
+
+def test_subprocess_only_configs_are_run_elsewhere():
+    for name, test_file in SUBPROCESS_ONLY.items():
+        assert name in CONFIG_SETS and Path(name).name in (ROOT / test_file).read_text()
+
+
+def test_teacher_configs_are_run_elsewhere():
+    for name, test_file in NEEDS_TEACHERS.items():
+        assert name in CONFIG_SETS and Path(name).name in (ROOT / test_file).read_text()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(CONFIG_SETS) - NEEDS_GPU))
+@pytest.mark.parametrize("name", sorted(set(CONFIG_SETS) - NEEDS_GPU - set(SUBPROCESS_ONLY) - set(NEEDS_TEACHERS)))
 def test_fast_dev_run_fit_test_predict(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [*_args(CONFIG_SETS[name]), *SMALL_DATA, "--trainer.fast_dev_run=true", "--trainer.accelerator=cpu"]
@@ -72,10 +112,11 @@ def test_fast_dev_run_fit_test_predict(name, tmp_path, monkeypatch):
         main([subcommand, *args])
 
 
-def test_gpu_profile_needs_a_gpu_or_runs(tmp_path, monkeypatch):
-    """The GPU profile parses everywhere; on a machine without a GPU it fails with Lightning's clear message."""
+@pytest.mark.parametrize("name", sorted(NEEDS_GPU))
+def test_gpu_profiles_need_a_gpu_or_run(name, tmp_path, monkeypatch):
+    """GPU profiles parse everywhere; on a machine without a GPU they fail with Lightning's clear message."""
     monkeypatch.chdir(tmp_path)
-    args = ["fit", *_args(CONFIG_SETS["trainer/gpu.yaml"]), *SMALL_DATA, "--trainer.fast_dev_run=true"]
+    args = ["fit", *_args(CONFIG_SETS[name]), *SMALL_DATA, "--trainer.fast_dev_run=true", "--trainer.devices=1"]
     if torch.cuda.is_available():
         main(args)
     else:

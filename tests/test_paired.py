@@ -64,3 +64,9 @@ def test_mismatched_domains_and_bad_options_are_named():
         PairedDataModule(ToyDomain(), ToyDomain(), combined_mode="zip")
     with pytest.raises(ValueError, match="Valid"):
         PairedDataModule(ToyDomain(), ToyDomain(), augmentation="fancy")
+
+
+def test_a_training_split_smaller_than_one_batch_is_named(toy_domains):
+    dm = PairedDataModule(*toy_domains, batch_size=32)
+    with pytest.raises(ValueError, match=r"8 samples, fewer than one batch of data.batch_size=32"):
+        dm.train_dataloader()

@@ -172,6 +172,17 @@ class SynthRooms(Domain):
         self.name = f"synthrooms-{look}"
         self._datasets: dict[str, SynthRoomsDataset] = {}
 
+    def describe(self) -> dict[str, Any]:
+        """Data identity for run records: the generator's parameters fully determine every sample."""
+        return {
+            "name": self.name,
+            "look": self.look,
+            "seed": self.seed,
+            "image_size": list(self.image_size),
+            "sizes": dict(self.sizes),
+            "tasks": list(self.tasks),
+        }
+
     def dataset(self, split: str) -> SynthRoomsDataset:
         """The split's dataset (one instance per split, so its cache survives repeated calls)."""
         _choice("split", split, SPLITS)

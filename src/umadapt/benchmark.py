@@ -38,6 +38,8 @@ class Benchmark:
     oracle: str = "oracle"
     domain: str = "target"
     extra_report: Callable[[], list[str]] | None = field(default=None, compare=False)
+    published: dict[str, str] = field(default_factory=dict, compare=False)
+    """Published numbers to print under our table: ``{setting: numbers}``, quoted from BENCHMARKS.md."""
 
 
 def _synthrooms_generation_report() -> list[str]:
@@ -56,11 +58,94 @@ BENCHMARKS: dict[str, Benchmark] = {
         methods={
             "source_only": "experiments/synthrooms/source_only.yaml",
             "oracle": "experiments/synthrooms/oracle.yaml",
+            "dann": "experiments/synthrooms/dann.yaml",
+            "umadapt": "experiments/synthrooms/umadapt.yaml",
+            "umadapt_no_ccr": "experiments/synthrooms/umadapt_no_ccr.yaml",
+            "umadapt_no_energy": "experiments/synthrooms/umadapt_no_energy.yaml",
+            "umadapt_semi": "experiments/synthrooms/umadapt_semi.yaml",
         },
         headline={"depth": "rmse", "normals": "mean", "segmentation": "miou"},
         extra_report=_synthrooms_generation_report,
     ),
+    "digits": Benchmark(
+        base="experiments/digits/base.yaml",
+        methods={
+            "source_only": "experiments/digits/source_only.yaml",
+            "dann": "experiments/digits/dann.yaml",
+            "oracle": "experiments/digits/oracle.yaml",
+        },
+        headline={"label": "accuracy"},
+        published={
+            "DANN (JMLR 2016), MNIST -> MNIST-M, target accuracy": "source-only 52.25, DANN 76.66, train-on-target "
+            "95.96 (DANN closes 56 % of the gap)",
+        },
+    ),
 }
+
+# Real-dataset benchmarks (data under $DATA_ROOT; see data_modules/real and docs/real_datasets.md). The published
+# numbers are quoted from BENCHMARKS.md; they use ImageNet-pretrained backbones, which umadapt does not ship.
+_PRETRAINED_NOTE = "published numbers use ImageNet-pretrained backbones; umadapt's configs start from random weights"
+BENCHMARKS.update(
+    {
+        "gta5_cityscapes": Benchmark(
+            base="experiments/gta5_cityscapes/base.yaml",
+            methods={"source_only": "experiments/gta5_cityscapes/source_only.yaml", "oracle": "experiments/gta5_cityscapes/oracle.yaml"},
+            headline={"segmentation": "miou"},
+            published={
+                "GTA5 -> Cityscapes mIoU (19 classes), target test": "DANN 32.8; CyCADA (FCN-8s) 39.5 vs source-only 25.3 "
+                "and oracle 67.4; ADVENT 43.8; weak-label UDA 48.2, image-tag WDA 53.0, point WDA 56.4",
+                "note": _PRETRAINED_NOTE,
+            },
+        ),
+        "synthia_cityscapes": Benchmark(
+            base="experiments/synthia_cityscapes/base.yaml",
+            methods={"source_only": "experiments/synthia_cityscapes/source_only.yaml", "oracle": "experiments/synthia_cityscapes/oracle.yaml"},
+            headline={"segmentation": "miou", "depth": "abs_rel"},
+            published={"SYNTHIA -> Cityscapes": "none listed in BENCHMARKS.md", "note": _PRETRAINED_NOTE},
+        ),
+        "nyud": Benchmark(
+            base="experiments/nyud/base.yaml",
+            methods={"reference": "experiments/nyud/reference.yaml"},
+            headline={"segmentation": "miou", "depth": "abs_err", "normals": "mean"},
+            reference="reference",
+            published={
+                "NYUD-v2 multi-task (SegNet), mIoU / depth abs err / normal mean angle": "single-task 40.54 / 0.6276 / "
+                "24.28; universal representations 45.52 / 0.4912 / 24.57 (Delta_MTL +10.95 %)",
+                "NYUD-v2 multi-task (ResNet-50, DeepLabV3+), hard sharing": "54.10 mIoU / 0.3771 depth abs err / 23.53 deg normal mean",
+                "note": _PRETRAINED_NOTE,
+            },
+        ),
+        "sim_nyud": Benchmark(
+            base="experiments/nyud/base.yaml",
+            methods={"source_only": "experiments/nyud/source_only.yaml", "oracle": "experiments/nyud/oracle.yaml"},
+            headline={"segmentation": "miou", "depth": "abs_err", "normals": "mean"},
+            published={
+                "your simulator -> NYUD-v2": "no published numbers (your own source data); the NYUD-v2 oracle here is "
+                "comparable to BENCHMARKS.md's NYUD-v2 multi-task rows (see `make bench-nyud`)",
+            },
+        ),
+        "office31": Benchmark(
+            base="experiments/office31/base.yaml",
+            methods={"source_only": "experiments/office31/source_only.yaml", "oracle": "experiments/office31/oracle.yaml"},
+            headline={"label": "accuracy"},
+            published={
+                "Office-31, DANN (ResNet-50), average accuracy over the six pairs": "82.2 (original), 86.1 "
+                "(Transfer-Learning-Library), 88.5 (best listed for DANN on a public leaderboard)",
+                "Office-31, domain confusion (Tzeng 2015, AlexNet)": "source CNN 62.0, domain confusion 64.8 average over six pairs",
+                "note": _PRETRAINED_NOTE,
+            },
+        ),
+        "officehome": Benchmark(
+            base="experiments/officehome/base.yaml",
+            methods={"source_only": "experiments/officehome/source_only.yaml", "oracle": "experiments/officehome/oracle.yaml"},
+            headline={"label": "accuracy"},
+            published={
+                "Office-Home, DANN, average accuracy over the twelve pairs": "64.9 - 72.4 depending on backbone and protocol",
+                "note": _PRETRAINED_NOTE,
+            },
+        ),
+    }
+)
 
 
 def _run(command: list[str], log: Path) -> float:
@@ -75,9 +160,16 @@ def _run(command: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_one(bench: Benchmark, method: str, seed: int, runs_dir: Path, extra: list[str]) -> dict:
-    """Fit and test one (method, seed); returns the results record with wall times."""
+def run_one(
+    bench: Benchmark, method: str, seed: int, runs_dir: Path, extra: list[str], predict: bool = False, reuse: bool = False
+) -> dict:
+    """Fit and test one (method, seed) (and, with ``predict``, write a batch of prediction PNGs); returns the
+    results record with wall times."""
     run_dir = runs_dir / method / f"seed{seed}"
+    saved = run_dir / "benchmark_record.json"
+    if reuse and saved.is_file():
+        print(f"  reusing {saved} (--reuse)", flush=True)
+        return json.loads(saved.read_text())
     configs = ["--config", bench.base, "--config", bench.methods[method]]
     common = [
         f"--seed_everything={seed}",
@@ -99,8 +191,20 @@ def run_one(bench: Benchmark, method: str, seed: int, runs_dir: Path, extra: lis
         ],
         run_dir / "test.log",
     )
+    if predict:
+        _run(
+            [
+                *cli, "predict", *configs, *common,
+                f"--trainer.logger.init_args.version=seed{seed}-predict",
+                f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+                f"--predictions.output_dir={run_dir / 'predictions'}",
+                "--trainer.limit_predict_batches=1",
+            ],
+            run_dir / "predict.log",
+        )
     record = json.loads(results_path.read_text())
-    record.update(fit_seconds=fit_time, test_seconds=test_time)
+    record.update(fit_seconds=fit_time, test_seconds=test_time, command_args=[*configs, *common])
+    saved.write_text(json.dumps(record, indent=2))
     return record
 
 
@@ -184,6 +288,9 @@ def to_markdown(name: str, bench: Benchmark, summary: dict, seeds: list[int], wa
     ]
     if bench.extra_report is not None:
         lines += bench.extra_report()
+    if bench.published:
+        lines += ["", "## Published numbers (BENCHMARKS.md)", ""]
+        lines += [f"- {setting}: {numbers}" for setting, numbers in bench.published.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -197,6 +304,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="Markdown table to write (JSON written beside it)")
     parser.add_argument("--runs-dir", type=Path, default=Path("results/runs"))
     parser.add_argument("--cli-arg", action="append", default=[], help="extra argument passed to every umadapt call")
+    parser.add_argument("--predict", action="store_true", help="also write one batch of prediction PNGs per run")
+    parser.add_argument(
+        "--reuse", action="store_true",
+        help="load runs that already finished (their benchmark_record.json) instead of training them again",
+    )
     args = parser.parse_args(argv)
     bench = BENCHMARKS[args.benchmark]
     methods = args.methods or list(bench.methods)
@@ -209,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     for method in methods:
         for seed in args.seeds:
             print(f"benchmark {args.benchmark}: {method} seed {seed} ...", flush=True)
-            record = run_one(bench, method, seed, args.runs_dir, extra)
+            record = run_one(bench, method, seed, args.runs_dir, extra, predict=args.predict, reuse=args.reuse)
             records.setdefault(method, []).append(record)
             w = wall.setdefault(method, {"runs": 0, "fit": 0.0, "test": 0.0})
             w["runs"] += 1
@@ -222,7 +334,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": records, "wall": wall}, indent=2))
     print(text)
-    print(f"Table written to {args.out}; per-run logs, checkpoints, images and results under {args.runs_dir}/")
+    print(f"Table written to {args.out} (and {args.out.with_suffix('.json')}).")
+    print(f"Per run, under {args.runs_dir}/<method>/seed<N>/: config.yaml, run_record.json, metrics.csv, checkpoints/last.ckpt,")
+    print("images/ (validation grids: input, ground truth, prediction), results.json, fit.log and test.log"
+          + (", predictions/ (colourised prediction PNGs)" if args.predict else "") + ".")
 
 
 if __name__ == "__main__":

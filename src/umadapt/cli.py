@@ -5,7 +5,9 @@
 ``data.tasks -> model.tasks``, ``data.num_classes -> model.num_classes``, ``data.image_size -> model.image_size``.
 
 Always-on callbacks, configurable by key: ``checkpoint`` (``last.ckpt`` only by default: checkpoints are never
-chosen by target labels), ``image_grid``, ``predictions`` (PNG writer for ``predict``) and ``results`` (test JSON).
+chosen by target labels), ``image_grid``, ``predictions`` (PNG writer for ``predict``), ``results`` (test JSON) and
+``nan_guard`` (stop on a non-finite loss). Each run's resolved ``config.yaml`` and ``run_record.json`` go into its
+own folder (:class:`~umadapt.callbacks.RunConfigSaver`), so sweep runs never collide.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 import umadapt
-from umadapt.callbacks import ImageGridLogger, PredictionWriter, ResultsWriter
+from umadapt.callbacks import ImageGridLogger, NonFiniteLossGuard, PredictionWriter, ResultsWriter, RunConfigSaver
 from umadapt.errors import ConfigError
 
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
@@ -35,6 +38,7 @@ class UmadaptCLI(LightningCLI):
         parser.add_lightning_class_args(ImageGridLogger, "image_grid")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(ResultsWriter, "results")
+        parser.add_lightning_class_args(NonFiniteLossGuard, "nan_guard")
         parser.set_defaults(
             {
                 "trainer.logger": {
@@ -43,6 +47,32 @@ class UmadaptCLI(LightningCLI):
                 },
             }
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning replaces the configured model by the checkpoint's stored hyperparameters; refuse a checkpoint
+        of another method instead of silently running that method."""
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            ckpt_path = self.config[subcommand].get("ckpt_path")
+            requested = self.config[subcommand].get("model", {}).get("class_path")
+            if ckpt_path and requested and Path(ckpt_path).is_file():
+                checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
+                hparams = checkpoint.get("hyper_parameters", {})
+                saved_tasks = hparams.get("tasks")
+                data_tasks = self.config[subcommand].get("data", {}).get("init_args", {}).get("tasks")
+                if saved_tasks is not None and data_tasks is not None and list(saved_tasks) != list(data_tasks):
+                    raise ConfigError(
+                        f"The checkpoint {ckpt_path} was trained for tasks {list(saved_tasks)}, but data.tasks is "
+                        f"{list(data_tasks)}. Use the task set it was trained with, or start a new run without ckpt_path."
+                    )
+                saved = hparams.get("_class_path")
+                if saved and saved != requested:
+                    raise ConfigError(
+                        f"The checkpoint {ckpt_path} holds a {saved.rsplit('.', 1)[-1]!r} model, but the config asks "
+                        f"for {requested.rsplit('.', 1)[-1]!r} ({saved} vs {requested}). Use the config the checkpoint "
+                        "was trained with (its config.yaml sits in the run folder next to checkpoints/)."
+                    )
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -54,6 +84,22 @@ class UmadaptCLI(LightningCLI):
             )
 
 
+def build_cli(args: list[str], run: bool = True) -> UmadaptCLI:
+    """The configured CLI object (``run=False`` parses and instantiates without running a subcommand)."""
+    return UmadaptCLI(
+        model_class=None,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_callback=RunConfigSaver,
+        save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+    )
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``umadapt`` and ``python -m umadapt``."""
     if args is None:
@@ -62,18 +108,11 @@ def main(args: list[str] | None = None) -> None:
         print(f"umadapt {umadapt.__version__}")
         return
     try:
-        UmadaptCLI(
-            model_class=None,
-            datamodule_class=None,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            args=args,
-        )
+        build_cli(args)
     except ValueError as error:  # includes ConfigError: user-facing configuration mistakes
         if os.environ.get("UMADAPT_TRACEBACK"):
             raise
+        while isinstance(error.__cause__, ValueError):  # jsonargparse wraps a constructor's error: show the cause
+            error = error.__cause__
         print(f"umadapt: error: {error}\n(set UMADAPT_TRACEBACK=1 to see the traceback)", file=sys.stderr)
         raise SystemExit(2) from None

@@ -10,6 +10,8 @@ key                raw sample (NumPy)         batch (torch)
 ``normals``        float32 ``[H, W, 3]``       float32 ``[B, 3, H, W]``; unit vectors, ``0`` = invalid
 ``segmentation``   int64 ``[H, W]``            int64 ``[B, H, W]``; :data:`IGNORE_INDEX` = ignore
 ``contours``       float32 ``[H, W]``, 0-1     float32 ``[B, 1, H, W]``
+``edges``          float32 ``[H, W]``, 0-1     float32 ``[B, 1, H, W]``; a classical edge map of the *image*
+                                              (``data_modules.edges``), not a label: unlabelled samples may hold it
 ``label``          int                         int64 ``[B]``
 =================  =========================  ============================================================
 
@@ -41,7 +43,7 @@ def to_tensor_sample(sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         if key in (IMAGE, "normals"):
             array = np.ascontiguousarray(np.asarray(value, dtype=np.float32).transpose(2, 0, 1))
             out[key] = torch.from_numpy(array)
-        elif key in ("depth", "contours"):
+        elif key in ("depth", "contours", "edges"):
             out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.float32))[None])
         elif key == "segmentation":
             out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.int64)))
@@ -49,7 +51,7 @@ def to_tensor_sample(sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
             out[key] = torch.as_tensor(int(value), dtype=torch.int64)
         else:
             raise KeyError(
-                f"Unknown sample key {key!r}. Known keys: {[IMAGE, *LABEL_KEYS]} (see umadapt.samples for the conventions)."
+                f"Unknown sample key {key!r}. Known keys: {[IMAGE, *LABEL_KEYS, 'edges']} (see umadapt.samples for the conventions)."
             )
     return out
 

@@ -74,15 +74,40 @@ class Task:
         return num_classes
 
 
+def _unit_vectors(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, dim=1, eps=1e-6)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _classification_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(pred.float(), target)
+
+
+def _depth_metric(num_classes: int | None) -> Metric:
+    return DepthMetrics()
+
+
+def _normals_metric(num_classes: int | None) -> Metric:
+    return NormalMetrics()
+
+
+def _segmentation_metric(num_classes: int | None) -> Metric:
+    return SegmentationMetrics(num_classes=num_classes)
+
+
+def _classification_metric(num_classes: int | None) -> Metric:
+    return ClassificationMetrics(num_classes=num_classes)
+
+
+# Named functions, not lambdas: models hold their tasks and must pickle (ddp_spawn, DataLoader workers).
 TASKS: dict[str, Task] = {
-    "depth": Task("depth", True, 1, F.softplus, _depth_loss, lambda n: DepthMetrics()),
-    "normals": Task("normals", True, 3, lambda x: F.normalize(x, dim=1, eps=1e-6), _normals_loss, lambda n: NormalMetrics()),
-    "segmentation": Task(
-        "segmentation", True, None, lambda x: x, _segmentation_loss, lambda n: SegmentationMetrics(num_classes=n)
-    ),
-    "label": Task(
-        "label", False, None, lambda x: x, lambda p, t: F.cross_entropy(p.float(), t), lambda n: ClassificationMetrics(num_classes=n)
-    ),
+    "depth": Task("depth", True, 1, F.softplus, _depth_loss, _depth_metric),
+    "normals": Task("normals", True, 3, _unit_vectors, _normals_loss, _normals_metric),
+    "segmentation": Task("segmentation", True, None, _identity, _segmentation_loss, _segmentation_metric),
+    "label": Task("label", False, None, _identity, _classification_loss, _classification_metric),
 }
 
 

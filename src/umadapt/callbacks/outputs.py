@@ -17,8 +17,21 @@ from umadapt import visualize
 
 
 def run_dir(trainer: pl.Trainer) -> Path:
-    """The run's own folder (the logger's version folder), where its outputs go."""
+    """The run's own folder (the logger's version folder), where its outputs go.
+
+    ``trainer.log_dir`` is a collective (it broadcasts rank 0's folder): call this from a hook that every rank
+    runs, such as ``setup``, never from rank-0-only code, or DDP hangs.
+    """
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class _RunDirCallback(pl.Callback):
+    """Resolves the run folder once, in ``setup`` (which every rank runs), for use in rank-0-only hooks."""
+
+    folder: Path | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.folder = run_dir(trainer)
 
 
 def _save_png(path: Path, rgb: np.ndarray) -> None:
@@ -26,7 +39,7 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb).save(path)
 
 
-class ImageGridLogger(pl.Callback):
+class ImageGridLogger(_RunDirCallback):
     """After each validation epoch, writes a grid per evaluation domain: one row per image, columns input, then
     ground truth and prediction for each task. Saved as ``<run>/images/val_<domain>_epoch<NNN>.png`` and sent to
     W&B when a ``WandbLogger`` is active.
@@ -70,14 +83,14 @@ class ImageGridLogger(pl.Callback):
         for idx, rows in sorted(self._rows.items()):
             domain = domains[idx] if idx < len(domains) else str(idx)
             image = visualize.grid(rows)
-            _save_png(run_dir(trainer) / "images" / f"val_{domain}_epoch{trainer.current_epoch:03d}.png", image)
+            _save_png(self.folder / "images" / f"val_{domain}_epoch{trainer.current_epoch:03d}.png", image)
             for logger in trainer.loggers:
                 if isinstance(logger, pl.loggers.WandbLogger):
                     logger.log_image(key=f"val/{domain}/predictions", images=[image], step=trainer.global_step)
         self._rows.clear()
 
 
-class PredictionWriter(BasePredictionWriter):
+class PredictionWriter(_RunDirCallback, BasePredictionWriter):
     """Writes colourised predictions of ``predict`` as PNGs: ``<output_dir>/<NNNNN>_<task>.png`` plus the input.
 
     Args:
@@ -93,7 +106,7 @@ class PredictionWriter(BasePredictionWriter):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
         batch: Any, batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
-        folder = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions"
+        folder = Path(self.output_dir) if self.output_dir else self.folder / "predictions"
         size = prediction["image"].shape[0]
         indices = list(batch_indices) if batch_indices else list(range(self.count, self.count + size))
         for i, index in enumerate(indices):
@@ -104,7 +117,7 @@ class PredictionWriter(BasePredictionWriter):
         self.count += size
 
 
-class ResultsWriter(pl.Callback):
+class ResultsWriter(_RunDirCallback):
     """After ``test``, writes every ``test/...`` metric and the run's identity to ``<run>/results.json``.
 
     Args:
@@ -127,7 +140,7 @@ class ResultsWriter(pl.Callback):
             "data": datamodule.describe() if hasattr(datamodule, "describe") else None,
             "metrics": dict(sorted(metrics.items())),
         }
-        path = Path(self.path) if self.path else run_dir(trainer) / "results.json"
+        path = Path(self.path) if self.path else self.folder / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2))
         print(f"umadapt: test results written to {path}")

@@ -14,9 +14,11 @@ import torch
 from pytorch_lightning.cli import OptimizerCallable
 from torch import nn
 
+from umadapt.errors import ConfigError
 from umadapt.nn import ClassificationHead, DenseDecoder
 from umadapt.schedules import get_lr_schedule, training_progress
 from umadapt.tasks import Task, get_task
+from umadapt.weighting import FixedWeighting, LossWeighting
 
 HeadFactory = Callable[[list[int], int], nn.Module]
 """Builds a head from ``(encoder.out_channels, task_out_channels)``; in YAML a ``class_path`` + ``init_args``."""
@@ -26,6 +28,13 @@ STAGES = ("val", "test")
 
 def _default_optimizer(params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
+
+
+def task_features(
+    features: Sequence[torch.Tensor] | Mapping[str, Sequence[torch.Tensor]], task: str
+) -> Sequence[torch.Tensor]:
+    """The features ``task``'s head reads: ``features[task]`` from a per-task encoder, else the shared list."""
+    return features[task] if isinstance(features, Mapping) else features
 
 
 class MultiTaskModel(pl.LightningModule):
@@ -41,6 +50,11 @@ class MultiTaskModel(pl.LightningModule):
         loss_weights: ``{task: weight}``; tasks not listed weigh 1.
         optimizer: optimizer factory (``class_path`` of a ``torch.optim`` class in YAML).
         lr_schedule: learning-rate multiplier as a function of training progress (see :mod:`umadapt.schedules`).
+        weighting: how the task losses are combined (see :mod:`umadapt.weighting`); default
+            :class:`~umadapt.weighting.FixedWeighting` with ``loss_weights``.
+
+    Encoders with ``per_task_features = True`` (cross-stitch, progressive) get ``encoder.bind_tasks(tasks)`` and
+    return ``{task: [features]}``; each head then reads its own task's features (see :func:`task_features`).
     """
 
     def __init__(
@@ -54,6 +68,7 @@ class MultiTaskModel(pl.LightningModule):
         loss_weights: dict[str, float] | None = None,
         optimizer: OptimizerCallable = _default_optimizer,
         lr_schedule: str = "constant",
+        weighting: LossWeighting | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -65,6 +80,8 @@ class MultiTaskModel(pl.LightningModule):
         if image_size is not None and hasattr(encoder, "check_input_size"):
             encoder.check_input_size(tuple(image_size))
         self.encoder = encoder
+        if getattr(encoder, "per_task_features", False):
+            encoder.bind_tasks(self.tasks)
         dense_head = dense_head or DenseDecoder
         classification_head = classification_head or ClassificationHead
         self.heads = nn.ModuleDict(
@@ -80,6 +97,8 @@ class MultiTaskModel(pl.LightningModule):
         if unknown:
             raise ValueError(f"model.loss_weights names {unknown}, which are not among the model's tasks {self.tasks}.")
         self.loss_weights = {t: float(loss_weights.get(t, 1.0)) for t in self.tasks}
+        self.weighting = weighting if weighting is not None else FixedWeighting()
+        self.weighting.bind(self)
         self.optimizer_factory = optimizer
         self.lr_schedule = get_lr_schedule(lr_schedule)
         self.eval_domains: tuple[str, ...] = ("source", "target")
@@ -112,7 +131,7 @@ class MultiTaskModel(pl.LightningModule):
 
     def decode(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Predictions of every task from the encoder's features."""
-        return {t: self.task_specs[t].activate(self.heads[t](features, size)) for t in self.tasks}
+        return {t: self.task_specs[t].activate(self.heads[t](task_features(features, t), size)) for t in self.tasks}
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.decode(self.features(image), tuple(image.shape[-2:]))
@@ -122,7 +141,8 @@ class MultiTaskModel(pl.LightningModule):
         return {t: self.task_specs[t].loss(predictions[t], batch[t]) for t in self.tasks}
 
     def weighted_sum(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum(self.loss_weights[t] * loss for t, loss in losses.items())  # type: ignore[return-value]
+        """The loss to minimise from the task losses, as ``self.weighting`` combines them (default ``Σ_t w_t L_t``)."""
+        return self.weighting(losses, self)
 
     def supervised_loss(self, batch: Mapping[str, torch.Tensor], domain: str, stage: str = "train") -> torch.Tensor:
         """``Σ_t w_t L_t`` on a labelled batch, logging each term as ``stage/domain/task/loss``."""
@@ -138,6 +158,9 @@ class MultiTaskModel(pl.LightningModule):
         for t, loss in losses.items():
             self.log(f"{stage}/{domain}/{t}/loss", loss.detach(), batch_size=batch_size)
         self.log(f"{stage}/{domain}/loss", total.detach(), batch_size=batch_size, prog_bar=stage == "train")
+        if stage == "train":
+            for t, weight in self.weighting.last_weights.items():
+                self.log(f"train/weights/{t}", weight, batch_size=batch_size)
         return total
 
     # -- evaluation ---------------------------------------------------------------------------------------------
@@ -181,7 +204,24 @@ class MultiTaskModel(pl.LightningModule):
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         return {"image": batch["image"], **self(batch["image"])}
 
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed or evaluated by this model: method and task set."""
+        return {"method": type(self).__name__, "tasks": list(self.tasks), "num_classes": self.num_classes}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["umadapt"] = self.identity()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("umadapt")
+        if saved is not None and self._trainer is not None:
+            mine = self.identity()
+            mismatched = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+            if mismatched:
+                details = "; ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in mismatched.items())
+                raise ConfigError(
+                    f"The checkpoint does not match this run ({details}). Resume or evaluate it with the config it "
+                    "was trained with (its config.yaml sits in the run folder next to checkpoints/)."
+                )
         # `test`/`predict` from a checkpoint do not restore the trainer's step; keep it for results records.
         self.restored_global_step = int(checkpoint.get("global_step", 0))
 

@@ -2,6 +2,10 @@
 
 Every metric's ``compute()`` returns a dict of scalar tensors; the keys are listed in ``*_KEYS``. Values over an
 update stream with no valid pixel/sample are ``NaN``.
+
+States are updated out of place (``self.x = self.x + ...``, never ``+=``): under ``ddp_spawn`` the model reaches the
+workers through torch multiprocessing, which puts CPU tensors in shared memory, so an in-place update would add
+every rank's counts into one tensor.
 """
 
 from umadapt.metrics.classification import CLASSIFICATION_KEYS, ClassificationMetrics

@@ -67,8 +67,8 @@ class ClassificationMetrics(Metric):
         if target.numel() and bool(((target < 0) | (target >= self.num_classes)).any()):
             bad = torch.unique(target[(target < 0) | (target >= self.num_classes)])[:10].tolist()
             raise ValueError(f"{name}: target values must be in [0, {self.num_classes}), got {bad}.")
-        self.support += torch.bincount(target, minlength=self.num_classes)
-        self.correct += torch.bincount(target[labels == target], minlength=self.num_classes)
+        self.support = self.support + torch.bincount(target, minlength=self.num_classes)
+        self.correct = self.correct + torch.bincount(target[labels == target], minlength=self.num_classes)
 
     def compute(self) -> dict[str, Tensor]:
         correct = self.correct.to(torch.float64)

@@ -80,16 +80,16 @@ class DepthMetrics(Metric):
         t = target[valid].to(torch.float64)
         p = pred.detach()[valid].to(torch.float64).clamp_min(self.min_pred)
         diff = p - t
-        self.sum_abs_rel += (diff.abs() / t).sum()
-        self.sum_sq_rel += (diff.square() / t).sum()
-        self.sum_sq_err += diff.square().sum()
-        self.sum_sq_log += (torch.log(p) - torch.log(t)).square().sum()
-        self.sum_abs_err += diff.abs().sum()
+        self.sum_abs_rel = self.sum_abs_rel + (diff.abs() / t).sum()
+        self.sum_sq_rel = self.sum_sq_rel + (diff.square() / t).sum()
+        self.sum_sq_err = self.sum_sq_err + diff.square().sum()
+        self.sum_sq_log = self.sum_sq_log + (torch.log(p) - torch.log(t)).square().sum()
+        self.sum_abs_err = self.sum_abs_err + diff.abs().sum()
         ratio = torch.maximum(p / t, t / p)
         for k in (1, 2, 3):
             state = f"count_delta{k}"
             setattr(self, state, getattr(self, state) + (ratio < 1.25**k).sum())
-        self.count += t.numel()
+        self.count = self.count + t.numel()
 
     def compute(self) -> dict[str, Tensor]:
         n = self.count.to(torch.float64)  # 0 -> every ratio below is 0/0 = NaN

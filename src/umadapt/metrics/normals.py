@@ -81,14 +81,14 @@ class NormalMetrics(Metric):
     def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
         check_same_shape(pred, target, name=type(self).__name__, channels=3)
         err, _ = self.angular_error(pred, target)
-        self.sum_err += err.sum()
-        self.sum_sq_err += err.square().sum()
+        self.sum_err = self.sum_err + err.sum()
+        self.sum_sq_err = self.sum_sq_err + err.square().sum()
         for key, threshold in _THRESHOLDS.items():
             state = f"count_{key}"
             setattr(self, state, getattr(self, state) + (err < threshold).sum())
-        self.count += err.numel()
+        self.count = self.count + err.numel()
         index = torch.div(err, self.bin_width, rounding_mode="floor").long().clamp_(0, self.num_bins - 1)
-        self.hist += torch.bincount(index, minlength=self.num_bins)
+        self.hist = self.hist + torch.bincount(index, minlength=self.num_bins)
 
     def _median(self) -> Tensor:
         hist = self.hist.to(torch.float64)

@@ -124,7 +124,7 @@ class SegmentationMetrics(Metric):
             if bool(((p < 0) | (p >= c)).any()):
                 bad = torch.unique(p[(p < 0) | (p >= c)])[:10].tolist()
                 raise ValueError(f"{type(self).__name__}: predicted labels must be in [0, {c}), got {bad}.")
-            self.confmat += torch.bincount(t * c + p, minlength=c * c).reshape(c, c)
+            self.confmat = self.confmat + torch.bincount(t * c + p, minlength=c * c).reshape(c, c)
 
     def compute(self) -> dict[str, Tensor]:
         scores = confusion_matrix_scores(self.confmat)

@@ -236,6 +236,16 @@ def test_dann_trains_dense_tasks_with_every_adversary(adversary, tmp_path, toy_d
     assert any(not torch.equal(before[k], v) for k, v in model.adversary.state_dict().items())
 
 
+def test_dann_step_under_bf16_mixed_precision(tmp_path):
+    pl.seed_everything(0)
+    dm = PairedDataModule(Digits(train_size=8), DigitsM(train_size=8), tasks=["label"], batch_size=4, augmentation="none")
+    model = _digits_dann()
+    trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=0, precision="bf16-mixed")
+    trainer.fit(model, dm)
+    assert torch.isfinite(trainer.callback_metrics["train/domain/loss"])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 @pytest.mark.slow
 def test_dann_changes_target_accuracy_against_source_only(tmp_path):
     """Same seed, same data, same steps: the only difference is the adversary behind gradient reversal."""

@@ -83,3 +83,8 @@ def test_digit_encoder_follows_the_encoder_interface():
     assert head.classifier[0].in_features == 768  # the paper's 48 x 4 x 4 features
     assert head(features, (32, 32)).shape == (2, 10)
     assert DigitEncoder(batch_norm=True, dropout=0.5)(torch.rand(2, 3, 28, 28))[-1].shape == (2, 48, 7, 7)
+    fast = DigitEncoder(channels_last=True)
+    fast.load_state_dict(encoder.state_dict())
+    image = torch.rand(2, 3, 32, 32)
+    assert fast.stages[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(encoder(image), fast(image)))

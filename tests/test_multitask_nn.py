@@ -106,11 +106,12 @@ class _Snapshot(pl.Callback):
     """Records the depth (first task) outputs on fixed images when the second phase starts."""
 
     def __init__(self, images: torch.Tensor, progressive: ProgressiveTraining) -> None:
-        self.images, self.progressive, self.at_switch = images, progressive, None
+        self.images, self.progressive, self.at_switch, self.lr_at_switch = images, progressive, None, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.progressive.phase == 1 and self.at_switch is None:
             self.at_switch = _eval_outputs(pl_module, self.images)
+            self.lr_at_switch = trainer.optimizers[0].param_groups[0]["lr"]
 
 
 def _eval_outputs(model, images):
@@ -146,6 +147,7 @@ def test_progressive_training_leaves_old_tasks_bit_identical(tmp_path, toy_domai
     assert not torch.equal(snapshot.at_switch["depth"], start["depth"])  # phase 0 trained depth
     assert torch.equal(end["depth"], snapshot.at_switch["depth"])  # phase 1 left depth bit-identical
     assert not torch.equal(end["segmentation"], snapshot.at_switch["segmentation"])  # and trained segmentation
+    assert snapshot.lr_at_switch == pytest.approx(1e-3)  # the cosine schedule restarts (globally it is at 0.5e-3)
     assert model.encoder.active is None and all(p.requires_grad for p in model.parameters())  # released at the end
 
 

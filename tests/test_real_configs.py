@@ -57,7 +57,7 @@ def _args(name: str) -> list[str]:
 
 
 def test_every_yaml_of_the_fixture_folders_is_covered():
-    assert set(FOLDERS) == set(NEEDS_DATASET_FIXTURES)
+    assert set(FOLDERS) == {f for f, test in NEEDS_DATASET_FIXTURES.items() if test == "tests/test_real_configs.py"}
     for folder in FOLDERS:
         for path in (EXPERIMENTS / folder).rglob("*.yaml"):
             assert path.relative_to(EXPERIMENTS).as_posix() in CONFIG_SETS, path

@@ -1,11 +1,14 @@
 """Digits -> Digits-M: a miniature of DANN's MNIST -> MNIST-M experiment built from data the packages ship.
 
 * **Digits** (source): the 1,797 UCI handwritten digits bundled with scikit-learn (``load_digits``: real scans,
-  8x8, 17 grey levels 0-16), scaled to [0, 1], resized bilinearly to ``image_size`` and replicated to 3 channels.
+  8x8, 17 grey levels 0-16), scaled to [0, 1], resized to ``image_size`` and replicated to 3 channels. The default
+  nearest-neighbour resize keeps the strokes' edges sharp, as MNIST's are (``interpolation="linear"`` blurs them
+  over 4 pixels at 32x32).
 * **Digits-M** (target): the MNIST-M recipe of Ganin et al. (JMLR 2016, Sec. 5.2.1): each digit is blended over a
   patch cropped at random from a colour photograph, ``out = |patch - digit|`` per channel. The photographs are the
-  colour photos bundled with scikit-image (:data:`PHOTOS`); the patch of digit ``i`` is a pure function of
-  ``(seed, i)``.
+  colour photos bundled with scikit-image (:data:`PHOTOS`), resized by ``photo_scale`` (0.5: a 32x32 patch spans
+  5-20 % of a photo's shorter side; MNIST-M's 28x28 patches span about 9 % of its 481x321 BSDS500 photos'); the
+  patch of digit ``i`` is a pure function of ``(seed, i)``.
 
 The 1,797 digits are split once, by a permutation seeded with ``split_seed``, into disjoint blocks
 (:data:`LAYOUT`): source train / val / test and target train / val / test. Both domains draw from the same
@@ -176,6 +179,7 @@ class Digits(_EmbeddedDigits):
         split_seed: seed of the permutation that splits the 1,797 digits (share it with the target domain).
         pool: which blocks of :data:`LAYOUT` to use (``source`` by default).
         train_size, val_size, test_size: use only the first images of a block (``None``: all of it).
+        interpolation: how the 8x8 scans are resized, one of :data:`INTERPOLATIONS`.
     """
 
     default_pool = "source"
@@ -206,6 +210,8 @@ class DigitsM(_EmbeddedDigits):
         seed: seed of the patch choice (photo and position) of every digit.
         pool: which blocks of :data:`LAYOUT` to use (``target`` by default).
         train_size, val_size, test_size: use only the first images of a block (``None``: all of it).
+        interpolation: how the 8x8 scans are resized, one of :data:`INTERPOLATIONS`.
+        photo_scale: the photos are resized by this factor before the patches are cut.
     """
 
     default_pool = "target"

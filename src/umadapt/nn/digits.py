@@ -34,6 +34,8 @@ class DigitEncoder(nn.Module):
         batch_norm: add BatchNorm after each convolution (not in the paper; much faster training from scratch).
         dropout: channel dropout (``Dropout2d``) after the second convolution, a common regulariser of this
             network in DANN reimplementations; 0 = none.
+        channels_last: keep the weights and the input in channels-last memory format (about 1.5x faster
+            convolutions on CPU for this network; the features are the same up to float rounding).
 
     Attributes:
         out_channels: ``list(channels)``.
@@ -48,6 +50,7 @@ class DigitEncoder(nn.Module):
         kernel_size: int = 5,
         batch_norm: bool = False,
         dropout: float = 0.0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
@@ -72,9 +75,14 @@ class DigitEncoder(nn.Module):
         self.out_channels: list[int] = channels
         self.reductions: list[int] = [2, 4]
         self.output_stride: int = 4
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``[F1, F2]`` with shapes ``[B, channels[0], H/2, W/2]`` and ``[B, channels[1], H/4, W/4]``."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         features = []
         for stage in self.stages:
             x = stage(x)

@@ -243,6 +243,14 @@ def bench_keys(bench: Benchmark) -> list[str]:
     return [f"{task}/{metric}" for task, metric in bench.headline.items()]
 
 
+def _arrow(name: str) -> str:
+    """`` ↓``/`` ↑`` for a metric of known direction, nothing for others (e.g. the evaluation ``loss``)."""
+    try:
+        return " ↓" if is_lower_better(name) else " ↑"
+    except KeyError:
+        return ""
+
+
 def _fmt(mean: float, std: float) -> str:
     if math.isnan(mean):
         return "n/a"
@@ -277,7 +285,7 @@ def to_markdown(name: str, bench: Benchmark, summary: dict, seeds: list[int], wa
     lines += ["", "## Every target metric", "", "| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for k in metric_names:
         cells = [_fmt(*summary[m]["metrics"][k]) if k in summary[m]["metrics"] else "n/a" for m in methods]
-        lines.append(f"| {k} {'↓' if is_lower_better(k) else '↑'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {k}{_arrow(k)} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Cost",

@@ -69,7 +69,7 @@ def test_gradient_reversal_under_bf16_autocast():
 
 
 def _ddp_worker(rank: int, world_size: int, folder: str) -> None:
-    torch.set_num_threads(1)  # forked child: keep clear of the parent's OpenMP pool
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world_size)
     torch.manual_seed(0)
     feature, head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)
@@ -83,7 +83,8 @@ def _ddp_worker(rank: int, world_size: int, folder: str) -> None:
 @pytest.mark.slow
 def test_gradient_reversal_under_ddp(tmp_path):
     """Two CPU processes (gloo): DDP averages the reversed gradients like any other gradient."""
-    mp.start_processes(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: forking the multi-threaded test process (torch, W&B threads) can deadlock the child
+    mp.start_processes(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     torch.manual_seed(0)
     feature, head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)
     reference = torch.nn.Sequential(feature, head)

@@ -42,7 +42,9 @@ class ImageEdges:
         scale: Sobel magnitude that maps to 1 (magnitudes of a ``[0, 1]`` grey image; a unit step gives 4).
     """
 
-    def __init__(self, method: str = "canny", sigma: float = 1.0, low: float = 40.0, high: float = 120.0, scale: float = 0.5):
+    def __init__(
+        self, method: str = "canny", sigma: float = 1.0, low: float = 40.0, high: float = 120.0, scale: float = 0.5
+    ) -> None:
         if method not in EDGE_METHODS:
             raise ValueError(f"Unknown edge method {method!r}. Valid methods: {list(EDGE_METHODS)}.")
         if sigma < 0 or scale <= 0 or not 0 <= low <= high:
@@ -81,7 +83,8 @@ class ImageEdges:
 
     def __repr__(self) -> str:
         return (
-            f"ImageEdges(method={self.method!r}, sigma={self.sigma}, low={self.low}, high={self.high}, scale={self.scale})"
+            f"ImageEdges(method={self.method!r}, sigma={self.sigma}, low={self.low}, high={self.high}, "
+            f"scale={self.scale})"
         )
 
 

@@ -42,7 +42,8 @@ def test_bad_edge_options_are_named():
 
 def test_edges_are_computed_from_the_augmented_image_for_every_domain_and_split():
     edges = ImageEdges("sobel")
-    dm = PairedDataModule(ToyDomain(0), ToyDomain(1, shift=0.3), batch_size=4, image_edges="sobel", augmentation="light")
+    target = ToyDomain(1, shift=0.3)
+    dm = PairedDataModule(ToyDomain(0), target, batch_size=4, image_edges="sobel", augmentation="light")
     batch, _, _ = next(iter(dm.train_dataloader()))
     assert set(batch["target"]) == {"image", "edges"}  # an image-derived map, no labels
     for part in batch.values():
@@ -63,15 +64,20 @@ def test_target_label_fraction_labels_exactly_that_fraction_fixed_by_seed():
     dm = PairedDataModule(ToyDomain(0, size=40), target, batch_size=4, target_label_fraction=0.1, target_label_seed=3)
     chosen = dm.target_label_indices()
     assert len(chosen) == 4 and len(set(chosen)) == 4
-    assert chosen == PairedDataModule(ToyDomain(0), target, target_label_fraction=0.1, target_label_seed=3).target_label_indices()
-    assert chosen != PairedDataModule(ToyDomain(0), target, target_label_fraction=0.1, target_label_seed=4).target_label_indices()
+    def indices(seed: int) -> list[int]:
+        dm = PairedDataModule(ToyDomain(0), target, target_label_fraction=0.1, target_label_seed=seed)
+        return dm.target_label_indices()
+
+    assert chosen == indices(3) and chosen != indices(4)
 
     unlabelled, labelled = dm.train_dataset("target"), dm.train_dataset("target_labelled")
     assert len(unlabelled) == 36 and len(labelled) == 4
     assert not any(_labelled(unlabelled[i]) for i in range(len(unlabelled)))
     assert all(set(labelled[i]) == {"image", "depth", "normals", "segmentation"} for i in range(len(labelled)))
     # The labelled samples are exactly the chosen target images (augmentation off: compare images).
-    plain = PairedDataModule(ToyDomain(0, size=40), target, augmentation="none", target_label_fraction=0.1, target_label_seed=3)
+    plain = PairedDataModule(
+        ToyDomain(0, size=40), target, augmentation="none", target_label_fraction=0.1, target_label_seed=3
+    )
     raw = target.dataset("train")
     labelled_images = [plain.train_dataset("target_labelled")[i]["image"] for i in range(4)]
     for index, image in zip(chosen, labelled_images):

@@ -392,7 +392,9 @@ class UMAdapt(MultiTaskModel):
             "base": self.optimizer_factory(
                 [*self.encoder.parameters(), *self.heads.parameters(), *self.weighting.parameters()]
             ),
-            "distillation": (self.distillation_optimizer_factory or self.optimizer_factory)(self.distillation.parameters()),
+            "distillation": (self.distillation_optimizer_factory or self.optimizer_factory)(
+                self.distillation.parameters()
+            ),
             "adapt": (self.adapt_optimizer_factory or self.optimizer_factory)(self.adapted_parameters()),
         }
         if self.contour_decoder is not None:

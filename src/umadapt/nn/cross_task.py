@@ -230,7 +230,9 @@ class CrossTaskDistillation(nn.Module):
         ``transferred``: reuse outputs already computed from detached predictions."""
         missing = [t for t in self.tasks if t not in batch]
         if missing:
-            raise KeyError(f"Training the distillation networks needs labels of {missing}; the batch has {sorted(batch)}.")
+            raise KeyError(
+                f"Training the distillation networks needs labels of {missing}; the batch has {sorted(batch)}."
+            )
         if transferred is None:
             transferred = self.transfer(predictions, detach_inputs=True)
         return {t: self.specs[t].loss(transferred[t], batch[t]).float() for t in self.tasks}

@@ -237,6 +237,33 @@ def test_dann_trains_dense_tasks_with_every_adversary(adversary, tmp_path, toy_d
     assert any(not torch.equal(before[k], v) for k, v in model.adversary.state_dict().items())
 
 
+@pytest.mark.parametrize("weighting", ["uncertainty", "pcgrad"])
+def test_dann_combines_its_task_losses_with_a_weighting(weighting, tmp_path, toy_domains):
+    """Loss weighting is selectable for DANN too; a gradient method (PCGrad) works beside the reversed gradient."""
+    from umadapt.weighting import PCGrad, UncertaintyWeighting
+
+    pl.seed_everything(0)
+    chosen = UncertaintyWeighting() if weighting == "uncertainty" else PCGrad()
+    model = DANN(
+        encoder=ResNetEncoder("resnet10", width=8, small_input=True),
+        tasks=["depth", "segmentation"],
+        num_classes=2,
+        image_size=(32, 32),
+        adversary=partial(FeatureDiscriminator, hidden=[8]),
+        weighting=chosen,
+    )
+    adversary_before = {k: v.clone() for k, v in model.adversary.state_dict().items()}
+    trainer = _trainer(tmp_path, max_steps=3, limit_val_batches=0)
+    trainer.fit(model, PairedDataModule(*toy_domains, batch_size=4))
+    metrics = trainer.callback_metrics
+    assert model.weighting is chosen
+    for key in ("train/weights/depth", "train/weights/segmentation", "train/domain/loss"):
+        assert key in metrics and torch.isfinite(metrics[key]), key
+    assert any(not torch.equal(adversary_before[k], v) for k, v in model.adversary.state_dict().items())
+    if weighting == "uncertainty":  # its log-variances are trained by the same optimizer
+        assert any(bool(p.abs().sum() > 0) for p in model.weighting.parameters())  # moved from their init 0
+
+
 def test_dann_step_under_bf16_mixed_precision(tmp_path):
     pl.seed_everything(0)
     dm = PairedDataModule(Digits(train_size=8), DigitsM(train_size=8), tasks=["label"], batch_size=4, augmentation="none")

@@ -113,6 +113,21 @@ def test_teachers_must_match_the_students_tasks():
         UniversalRepresentations(encoder=CrossStitchEncoder(ResNetEncoder("resnet10", 4)), tasks=TASKS, num_classes=2)
 
 
+def test_methods_that_read_shared_features_refuse_per_task_encoders():
+    """DANN's feature adversary and UM-Adapt's stages/CCR need one feature map; each error names the fix, and
+    DANN with an output-level adversary accepts a per-task encoder."""
+    from umadapt.methods import DANN, UMAdapt
+    from umadapt.nn import CrossStitchEncoder, OutputDiscriminator, ProgressiveEncoder
+
+    with pytest.raises(ConfigError, match=r"DANN with a feature-level adversary.*CrossStitchEncoder.*OutputDiscriminator"):
+        DANN(encoder=CrossStitchEncoder(ResNetEncoder("resnet10", 4)), tasks=TASKS, num_classes=2)
+    with pytest.raises(ConfigError, match=r"UMAdapt .*ProgressiveEncoder gives each task its own features"):
+        UMAdapt(encoder=ProgressiveEncoder(ResNetEncoder("resnet10", 4)), tasks=TASKS, num_classes=2)
+    model = DANN(encoder=CrossStitchEncoder(ResNetEncoder("resnet10", 4)), tasks=TASKS, num_classes=2,
+                 adversary=OutputDiscriminator)  # fmt: skip
+    assert set(model(torch.rand(2, 3, 32, 32))) == set(TASKS)
+
+
 # -- end to end through the CLI -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_universal_yaml_runs_with_tiny_teachers(teachers, tmp_path, monkeypatch):

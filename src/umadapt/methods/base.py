@@ -110,6 +110,15 @@ class MultiTaskModel(pl.LightningModule):
             }
         )
 
+    def require_shared_features(self, method: str, reason: str, alternative: str = "") -> None:
+        """Refuse a per-task encoder (cross-stitch, progressive) in a method that reads the encoder's features
+        outside the task heads (``reason`` says where), naming the fix."""
+        if getattr(self.encoder, "per_task_features", False):
+            raise ConfigError(
+                f"{method} {reason}, but {type(self.encoder).__name__} gives each task its own features. "
+                f"Use a shared encoder (e.g. umadapt.nn.ResNetEncoder){alternative}."
+            )
+
     # -- checks against the data ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

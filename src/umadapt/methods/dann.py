@@ -28,6 +28,7 @@ from umadapt.methods.base import HeadFactory, MultiTaskModel, _default_optimizer
 from umadapt.nn.adversaries import ADVERSARY_LEVELS, FeatureDiscriminator, domain_adversarial_loss
 from umadapt.nn.gradient_reversal import GradientReversal
 from umadapt.schedules import get_coefficient_schedule, training_progress
+from umadapt.weighting import LossWeighting
 
 AdversaryFactory = Callable[[list[int]], nn.Module]
 """Builds the adversary from ``in_channels`` (see :mod:`umadapt.nn.adversaries`); in YAML a ``class_path``."""
@@ -61,6 +62,8 @@ class DANN(MultiTaskModel):
         grl_schedule_args: keyword parameters of that schedule (e.g. ``{gamma: 10}``, ``{warmup: 0.2}``).
         grl_max: ``lambda_p = grl_max * schedule(p)``.
         domain_weight: weight of the domain loss in the total loss (scales the adversary's own gradient too).
+        weighting: how the source task losses are combined (:mod:`umadapt.weighting`, e.g. uncertainty or
+            PCGrad); the domain loss is added outside it, with ``domain_weight``.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class DANN(MultiTaskModel):
         grl_schedule_args: dict[str, float] | None = None,
         grl_max: float = 1.0,
         domain_weight: float = 1.0,
+        weighting: LossWeighting | None = None,
     ) -> None:
         super().__init__(
             encoder=encoder,
@@ -91,9 +95,15 @@ class DANN(MultiTaskModel):
             loss_weights=loss_weights,
             optimizer=optimizer,
             lr_schedule=lr_schedule,
+            weighting=weighting,
         )
         factory = adversary or FeatureDiscriminator
         self.adversary_input = self._resolve_input(factory, adversary_input)
+        if self.adversary_input == "features":
+            self.require_shared_features(
+                "DANN with a feature-level adversary", "aligns one shared feature map across domains",
+                " or an output-level adversary (umadapt.nn.OutputDiscriminator), which works with any encoder",
+            )
         if self.adversary_input == "features":
             in_channels = list(encoder.out_channels)
         else:
@@ -169,6 +179,8 @@ class DANN(MultiTaskModel):
         log = functools.partial(self.log, batch_size=n_source)
         for t, loss in losses.items():
             log(f"train/source/{t}/loss", loss.detach())
+        for t, weight in self.weighting.last_weights.items():
+            log(f"train/weights/{t}", weight)
         log("train/source/loss", task_loss.detach(), prog_bar=True)
         log("train/domain/loss", domain_loss.detach(), prog_bar=True)
         log("train/domain/accuracy", domain_accuracy)

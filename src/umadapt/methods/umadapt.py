@@ -175,6 +175,9 @@ class UMAdapt(MultiTaskModel):
             lr_schedule=lr_schedule,
             weighting=weighting,
         )
+        self.require_shared_features(
+            "UMAdapt", "adapts chosen stages of one encoder and regularizes its deepest features with CCR"
+        )
         self.automatic_optimization = False
         for name, value in (
             ("consistency_weight", consistency_weight), ("ccr_weight", ccr_weight), ("energy_weight", energy_weight),

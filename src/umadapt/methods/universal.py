@@ -113,12 +113,7 @@ class UniversalRepresentations(MultiTaskModel):
             encoder, tasks, num_classes, image_size, dense_head, classification_head, loss_weights, optimizer,
             lr_schedule, weighting,
         )
-        if getattr(encoder, "per_task_features", False):
-            raise ConfigError(
-                f"UniversalRepresentations distils every teacher into one shared representation, but "
-                f"{type(encoder).__name__} gives each task its own features: use a shared encoder "
-                "(e.g. umadapt.nn.ResNetEncoder)."
-            )
+        self.require_shared_features("UniversalRepresentations", "distils every teacher into one shared representation")
         self.teacher_paths = dict(teachers or {})
         if self.teacher_paths:
             self._check_teacher_tasks()

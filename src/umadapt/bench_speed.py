@@ -17,6 +17,7 @@ import argparse
 import copy
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,22 +34,29 @@ from umadapt.schedules import get_lr_schedule
 TASKS = ["depth", "normals", "segmentation"]
 
 
-def reset_peak_memory() -> None:
-    """Reset the kernel's peak-RSS counter for this process (Linux ``clear_refs``; a no-op elsewhere)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_memory_mib() -> float:
+def _status_mib(field: str) -> float:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return float("nan")
+
+
+def reset_peak_memory() -> float:
+    """Reset the kernel's peak-RSS counter of this process (Linux ``clear_refs``; a no-op elsewhere); returns the
+    resident memory at that moment (MiB), the floor of the next peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return _status_mib("VmRSS")
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process since the last reset (MiB)."""
+    return _status_mib("VmHWM")
 
 
 def make_model(seed: int = 0) -> SourceOnly:
@@ -78,23 +86,31 @@ def make_batches(count: int, batch_size: int) -> list[dict[str, Any]]:
 
 
 class _StepTimer(pl.Callback):
-    """Wall time of the training steps after ``warmup`` steps."""
+    """Timestamps at the start of every training batch (and at the end of the last one)."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
-        self.start = self.end = 0.0
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
+        self.stamps.append(time.perf_counter())
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.end = time.perf_counter()
+    def on_train_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.stamps.append(time.perf_counter())
+
+
+def median_step(stamps: list[float], warmup: int) -> float:
+    """Median of the intervals between consecutive step starts after ``warmup`` steps: each interval holds
+    everything a loop does per step (data hand-over, forward, backward, optimizer, scheduler, logging, hooks), and
+    the median ignores steps slowed by other work on a shared machine."""
+    intervals = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1 :])]
+    if not intervals:
+        raise ValueError(f"Need more than {warmup} steps to time (warm-up), got {len(stamps) - 1}.")
+    return statistics.median(intervals)
 
 
 def time_lightning(model: SourceOnly, batches: list, warmup: int) -> float:
-    """Seconds per steady-state step of ``Trainer.fit`` (logging on, progress bar and checkpoints off)."""
-    timer = _StepTimer(warmup)
+    """Median seconds per steady-state step of ``Trainer.fit`` (logging on, progress bar and checkpoints off)."""
+    timer = _StepTimer()
     trainer = pl.Trainer(
         accelerator="cpu", max_steps=len(batches), logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
@@ -102,20 +118,20 @@ def time_lightning(model: SourceOnly, batches: list, warmup: int) -> float:
     )
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
     trainer.fit(model, train_dataloaders=loader)
-    return (timer.end - timer.start) / (len(batches) - warmup)
+    return median_step(timer.stamps, warmup)
 
 
 def time_bare(model: SourceOnly, batches: list, warmup: int) -> float:
-    """Seconds per steady-state step of a plain PyTorch loop doing the same work as ``SourceOnly.training_step``."""
+    """Median seconds per steady-state step of a plain PyTorch loop doing the same work as
+    ``SourceOnly.training_step`` (same data hand-over through a ``DataLoader``)."""
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     schedule = get_lr_schedule("cosine")
     total = len(batches)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total))
-    start = 0.0
-    for step, batch in enumerate(batches):
-        if step == warmup:
-            start = time.perf_counter()
+    stamps = []
+    for batch in torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False):
+        stamps.append(time.perf_counter())
         source = batch["source"]
         losses = model.task_losses(model(source["image"]), source)
         loss = model.weighted_sum(losses)
@@ -123,7 +139,41 @@ def time_bare(model: SourceOnly, batches: list, warmup: int) -> float:
         loss.backward()
         optimizer.step()
         scheduler.step()
-    return (time.perf_counter() - start) / (total - warmup)
+    stamps.append(time.perf_counter())
+    return median_step(stamps, warmup)
+
+
+def _peak_in_fresh_process(part: str, batch_size: int, steps: int, images: int) -> tuple[float, float]:
+    """Run one part in this (fresh, spawned) process; return (RSS before it, peak RSS during it) in MiB."""
+    torch.set_num_threads(1)
+    if part in ("lightning", "bare"):
+        batches = make_batches(steps, batch_size)
+        model = make_model()
+        before = reset_peak_memory()
+        (time_lightning if part == "lightning" else time_bare)(model, batches, warmup=1)
+    else:
+        workers = int(part.split("-")[1])
+        before = reset_peak_memory()
+        time_pipeline(workers, batch_size, images)
+    return before, peak_memory_mib()
+
+
+def peak_memory_table(batch_size: int, steps: int, images: int) -> dict[str, tuple[float, float]]:
+    """Peak resident memory of each part, each measured in its own freshly spawned process (so no part inherits
+    another's high-water mark or allocator state)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = {
+        "Lightning training": "lightning", "bare PyTorch training": "bare",
+        "data pipeline, 0 workers": "pipeline-0", "data pipeline, 2 workers (main process only)": "pipeline-2",
+    }  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    table = {}
+    for label, part in parts.items():
+        with ProcessPoolExecutor(1, mp_context=context) as pool:  # not daemonic: the 2-worker part forks loaders
+            table[label] = pool.submit(_peak_in_fresh_process, part, batch_size, steps, images).result()
+    return table
 
 
 def time_pipeline(num_workers: int, batch_size: int, images: int) -> float:
@@ -142,48 +192,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/speed.md"))
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--pipeline-images", type=int, default=512)
     args = parser.parse_args(argv)
     pl.seed_everything(0, verbose=False)
 
     batches = make_batches(args.steps, args.batch_size)
-    lightning, bare, memory = [], [], {}
+    lightning, bare = [], []
     for _ in range(args.repeats):  # interleaved, each on a fresh copy of the same initial model
-        reset_peak_memory()
         lightning.append(time_lightning(make_model(), batches, args.warmup))
-        memory["Lightning training"] = max(memory.get("Lightning training", 0.0), peak_memory_mib())
-        reset_peak_memory()
         bare.append(time_bare(make_model(), batches, args.warmup))
-        memory["bare PyTorch training"] = max(memory.get("bare PyTorch training", 0.0), peak_memory_mib())
     l_step, b_step = statistics.median(lightning), statistics.median(bare)
     overhead = 100 * (l_step - b_step) / b_step
     consumed = 2 * args.batch_size / l_step  # a training step consumes a source and a target batch
 
-    pipeline = {}
-    for workers in (0, 2):
-        reset_peak_memory()
-        pipeline[workers] = time_pipeline(workers, args.batch_size, args.pipeline_images)
-        memory[f"data pipeline, {workers} workers (main process)"] = peak_memory_mib()
+    pipeline = {workers: time_pipeline(workers, args.batch_size, args.pipeline_images) for workers in (0, 2)}
+    memory = peak_memory_table(args.batch_size, steps=10, images=args.pipeline_images)
 
     lines = [
         "# Speed: framework overhead, data pipeline, memory",
         "",
-        f"Command: `python -m umadapt.bench_speed {' '.join(argv or [])}`".replace("  ", " "),
+        f"Command: `python -m umadapt.bench_speed {' '.join(sys.argv[1:] if argv is None else argv)}`",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"pytorch-lightning {pl.__version__}. Model: the SynthRooms base config (ResNet-10 width 16, dense decoders "
         f"hidden 32, 3 tasks), batch {args.batch_size} of 64x64 source images per step.",
         "",
         "## (a) Lightning vs a bare PyTorch loop (same model, same in-memory batches, interleaved)",
         "",
-        "| loop | s/step (median of runs) | runs (s/step) | images/s |",
+        "| loop | s/step (median of runs) | runs (median s/step each) | images/s |",
         "|---|---|---|---|",
         f"| Lightning `Trainer.fit` | {l_step:.4f} | {', '.join(f'{x:.4f}' for x in lightning)} | {args.batch_size / l_step:.0f} |",
         f"| bare PyTorch | {b_step:.4f} | {', '.join(f'{x:.4f}' for x in bare)} | {args.batch_size / b_step:.0f} |",
         "",
-        f"Framework overhead: **{overhead:+.1f} %** per step (goal: at most 5 %), over {args.steps - args.warmup} "
-        f"steady-state steps after {args.warmup} warm-up steps, {args.repeats} interleaved runs each.",
+        f"Framework overhead: **{overhead:+.1f} %** per step (goal: at most 5 %). Each run times the interval "
+        f"between consecutive step starts over {args.steps - args.warmup} steady-state steps after {args.warmup} "
+        f"warm-up steps and keeps the median; {args.repeats} interleaved runs each.",
         "",
         "## (b) Data pipeline (SynthRooms rendering + augmentation + collation, empty cache)",
         "",
@@ -194,11 +238,14 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "After the first epoch the per-domain cache serves samples from memory, so rendering cost is paid once.",
         "",
-        "## (c) Peak resident memory (MiB)",
+        "## (c) Peak resident memory (MiB), each part in a fresh process",
         "",
-        "| part | peak RSS |",
-        "|---|---|",
-        *(f"| {k} | {v:.0f} |" for k, v in memory.items()),
+        "| part | RSS before the part | peak RSS during it | increase |",
+        "|---|---|---|---|",
+        *(f"| {k} | {a:.0f} | {b:.0f} | {b - a:.0f} |" for k, (a, b) in memory.items()),
+        "",
+        "Training parts: 10 steps on in-memory batches (the batches are in the 'before' figure); pipeline parts: "
+        f"{args.pipeline_images} images per domain.",
     ]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -278,7 +278,7 @@ def to_markdown(name: str, bench: Benchmark, summary: dict, seeds: list[int], wa
         cells = [_fmt(*summary[m]["metrics"][k]) if k in summary[m]["metrics"] else "n/a" for k in headline]
         delta = summary[m].get("delta_mtl")
         gaps = summary[m].get("gap_closed", {})
-        gap_text = ", ".join(f"{100 * gaps[k]:.0f} %" for k in headline if k in gaps) or "n/a"
+        gap_text = ", ".join(f"{100 * gaps[k] + 0.0:.0f} %" for k in headline if k in gaps) or "n/a"
         lines.append(
             f"| {m} | " + " | ".join(cells) + f" | {'n/a' if delta is None else f'{delta:+.2f}'} | {gap_text} |"
         )

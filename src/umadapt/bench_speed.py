@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import statistics
 import sys
@@ -143,36 +142,40 @@ def time_bare(model: SourceOnly, batches: list, warmup: int) -> float:
     return median_step(stamps, warmup)
 
 
-def _peak_in_fresh_process(part: str, batch_size: int, steps: int, images: int) -> tuple[float, float]:
-    """Run one part in this (fresh, spawned) process; return (RSS before it, peak RSS during it) in MiB."""
+MEMORY_STEPS = 10
+"""Training steps run by each training part of the peak-memory measurement."""
+
+
+def _peak_in_fresh_process(part: str, workers: int, batch_size: int, images: int) -> tuple[float, float]:
+    """Run one part (``lightning``, ``bare`` or ``pipeline`` with ``workers``) in this fresh, spawned process;
+    return (RSS before it, peak RSS during it) in MiB."""
     torch.set_num_threads(1)
-    if part in ("lightning", "bare"):
-        batches = make_batches(steps, batch_size)
+    if part == "pipeline":
+        before = reset_peak_memory()
+        time_pipeline(workers, batch_size, images)
+    else:
+        batches = make_batches(MEMORY_STEPS, batch_size)
         model = make_model()
         before = reset_peak_memory()
         (time_lightning if part == "lightning" else time_bare)(model, batches, warmup=1)
-    else:
-        workers = int(part.split("-")[1])
-        before = reset_peak_memory()
-        time_pipeline(workers, batch_size, images)
     return before, peak_memory_mib()
 
 
-def peak_memory_table(batch_size: int, steps: int, images: int) -> dict[str, tuple[float, float]]:
+def peak_memory_table(batch_size: int, images: int) -> dict[str, tuple[float, float]]:
     """Peak resident memory of each part, each measured in its own freshly spawned process (so no part inherits
     another's high-water mark or allocator state)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     parts = {
-        "Lightning training": "lightning", "bare PyTorch training": "bare",
-        "data pipeline, 0 workers": "pipeline-0", "data pipeline, 2 workers (main process only)": "pipeline-2",
+        "Lightning training": ("lightning", 0), "bare PyTorch training": ("bare", 0),
+        "data pipeline, 0 workers": ("pipeline", 0), "data pipeline, 2 workers (main process only)": ("pipeline", 2),
     }  # fmt: skip
     context = multiprocessing.get_context("spawn")
     table = {}
-    for label, part in parts.items():
+    for label, (part, workers) in parts.items():
         with ProcessPoolExecutor(1, mp_context=context) as pool:  # not daemonic: the 2-worker part forks loaders
-            table[label] = pool.submit(_peak_in_fresh_process, part, batch_size, steps, images).result()
+            table[label] = pool.submit(_peak_in_fresh_process, part, workers, batch_size, images).result()
     return table
 
 
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     consumed = 2 * args.batch_size / l_step  # a training step consumes a source and a target batch
 
     pipeline = {workers: time_pipeline(workers, args.batch_size, args.pipeline_images) for workers in (0, 2)}
-    memory = peak_memory_table(args.batch_size, steps=10, images=args.pipeline_images)
+    memory = peak_memory_table(args.batch_size, images=args.pipeline_images)
 
     lines = [
         "# Speed: framework overhead, data pipeline, memory",
@@ -244,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---|---|",
         *(f"| {k} | {a:.0f} | {b:.0f} | {b - a:.0f} |" for k, (a, b) in memory.items()),
         "",
-        "Training parts: 10 steps on in-memory batches (the batches are in the 'before' figure); pipeline parts: "
+        f"Training parts: {MEMORY_STEPS} steps on in-memory batches (the batches are in the 'before' figure); "
+        "pipeline parts: "
         f"{args.pipeline_images} images per domain.",
     ]
     text = "\n".join(lines) + "\n"

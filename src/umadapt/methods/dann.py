@@ -104,7 +104,6 @@ class DANN(MultiTaskModel):
                 "DANN with a feature-level adversary", "aligns one shared feature map across domains",
                 " or an output-level adversary (umadapt.nn.OutputDiscriminator), which works with any encoder",
             )
-        if self.adversary_input == "features":
             in_channels = list(encoder.out_channels)
         else:
             in_channels = [self.task_specs[t].out_channels(num_classes) for t in self.tasks]

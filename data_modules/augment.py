@@ -45,8 +45,9 @@ the main process is seeded (e.g. ``lightning.seed_everything``). :meth:`Augmenta
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import albumentations as A
 import cv2

@@ -8,7 +8,7 @@ signature matching) and sets the attributes below in ``__init__``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch.utils.data import Dataset
 

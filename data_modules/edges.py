@@ -20,7 +20,8 @@ Both are deterministic functions of the image (no randomness), so the same image
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import cv2
 import numpy as np

@@ -12,7 +12,8 @@ image to every sample (see :mod:`data_modules.edges`).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -41,7 +42,9 @@ class SeededSampler(DistributedSampler):
     ``DistributedSampler`` so Lightning neither replaces it under DDP nor forgets to call ``set_epoch``.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool, seed: int, drop_last: bool) -> None:
+    def __init__(
+        self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool, seed: int, drop_last: bool
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
@@ -92,7 +95,9 @@ class _IndexSubset(Dataset):
 def _build_edges(method: str | None, options: dict[str, float] | None) -> ImageEdges | None:
     if method is None:
         if options:
-            raise ValueError("data.edge_options is set but data.image_edges is not; name an edge method (canny, sobel).")
+            raise ValueError(
+                "data.edge_options is set but data.image_edges is not; name an edge method (canny, sobel)."
+            )
         return None
     try:
         return ImageEdges(method, **dict(options or {}))
@@ -277,6 +282,13 @@ class PairedDataModule(pl.LightningDataModule):
             return self._target_subset(labelled=role == "target_labelled")
         labelled = role == "source" or self.target_labels
         return self._dataset(role, "train", labelled, train=True)
+
+    def images_dataset(self, role: str, split: str = "train") -> Dataset:
+        """The images of a domain's split alone (no label, no augmentation), e.g. for statistics of the target
+        training images (AdaBN)."""
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r}; valid splits: {list(SPLITS)}.")
+        return self._dataset(role, split, labelled=False, train=False)
 
     def eval_dataset(self, role: str, split: str) -> Dataset:
         if split not in SPLITS:

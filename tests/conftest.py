@@ -1,59 +1,26 @@
-"""Shared fixtures: a tiny in-memory domain, W&B kept offline, a clean working directory for CLI runs."""
+"""Shared fixtures: W&B kept off, one torch thread, a tiny in-memory domain pair, a finished CLI run, a spy on drawn
+text. The plain functions behind them (CLI arguments, model and trainer builders) are in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from torch.utils.data import Dataset
+from PIL import ImageDraw
 
-from data_modules.domain import Domain
+pytest.register_assert_rewrite("tests.helpers")  # their assertion helpers report values like test code does
 
-SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-
-
-class _ToyDataset(Dataset):
-    def __init__(self, seed: int, split: str, size: int, image_size: int, shift: float) -> None:
-        self.seed, self.split, self.size, self.image_size, self.shift = seed, split, size, image_size, shift
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
-        h = w = self.image_size
-        segmentation = (np.arange(w)[None, :].repeat(h, 0) >= rng.integers(4, w - 4)).astype(np.int64)
-        segmentation[:2, :2] = 255
-        depth = (1.0 + segmentation + rng.random((h, w)) * 0.1).astype(np.float32)
-        normals = np.zeros((h, w, 3), np.float32)
-        normals[..., 2] = -1.0
-        image = np.clip(np.stack([segmentation * 0.6 + self.shift] * 3, -1) + rng.random((h, w, 3)) * 0.2, 0, 1)
-        contours = np.zeros((h, w), np.float32)
-        return {
-            "image": image.astype(np.float32),
-            "depth": depth,
-            "normals": normals,
-            "segmentation": segmentation,
-            "contours": contours,
-        }
-
-
-class ToyDomain(Domain):
-    """A minimal :class:`data_modules.domain.Domain`: vertical two-class scenes, cheap to make."""
-
-    def __init__(self, seed: int = 0, image_size: int = 32, size: int = 8, shift: float = 0.0) -> None:
-        self.name = f"toy-{seed}"
-        self.tasks = ("depth", "normals", "segmentation", "contours")
-        self.num_classes = 2
-        self.class_names = ("left", "right")
-        self.image_size = (image_size, image_size)
-        self.seed, self.size, self.shift = seed, size, shift
-
-    def dataset(self, split: str) -> Dataset:
-        return _ToyDataset(self.seed, split, self.size, self.image_size[0], self.shift)
-
+from tests.helpers import (  # noqa: E402
+    BASE,
+    DISTRIBUTED_ENV,
+    SMALL_DATA,
+    SOURCE_ONLY,
+    ToyDomain,
+    config_args,
+    run_cli,
+)
 
 # The suite's models are tiny: one thread per process is faster than two on a 2-core machine, and CLI subprocesses
 # (including two-process DDP) inherit it through the environment instead of oversubscribing the cores.
@@ -67,6 +34,74 @@ def _wandb_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _disk_cache_in_tmp(tmp_path_factory):
+    """SynthRooms' disk cache (and any other umadapt cache) goes to a session temporary folder, never the user's
+    home; CLI subprocesses inherit it through the environment."""
+    before = os.environ.get("UMADAPT_CACHE_DIR")
+    os.environ["UMADAPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("umadapt_cache"))
+    yield
+    if before is None:
+        os.environ.pop("UMADAPT_CACHE_DIR", None)
+    else:
+        os.environ["UMADAPT_CACHE_DIR"] = before
+
+
+@pytest.fixture(autouse=True)
+def _no_distributed_env_leaks():
+    """In-process DDP (Lightning's ddp_spawn, a one-process DDPStrategy) sets MASTER_PORT & co. in os.environ and
+    never unsets them; a later test's plain-ddp ``umadapt`` subprocess would reuse that port and hang."""
+    before = {key: os.environ.get(key) for key in DISTRIBUTED_ENV}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is ~5x faster than two spinning ones, whatever
+    OMP_NUM_THREADS says (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def toy_domains() -> tuple[ToyDomain, ToyDomain]:
     return ToyDomain(seed=0), ToyDomain(seed=1, shift=0.3)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A finished two-step SourceOnly run (synthrooms) in its own folder, ``<tmp>/logs/umadapt/run``, shared by
+    the session: tests may add files to it (``test --run`` writes its results.json there), never change its own."""
+    root = tmp_path_factory.mktemp("trained")
+    result = run_cli(
+        "fit",
+        *config_args(BASE, SOURCE_ONLY),
+        *SMALL_DATA,
+        "--trainer.max_steps=2",
+        "--trainer.max_epochs=1",
+        "--trainer.logger.init_args.version=run",
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root / "logs" / "umadapt" / "run"
+
+
+@pytest.fixture
+def drawn_text(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every line of text drawn onto a picture (multi-line text goes through ``text`` too)."""
+    texts: list[str] = []
+    original = ImageDraw.ImageDraw.text
+
+    def spy(self: ImageDraw.ImageDraw, xy: tuple, text: str, *args: object, **kwargs: object) -> None:
+        texts.extend(line.strip() for line in str(text).splitlines())
+        original(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
+    return texts

@@ -7,12 +7,11 @@ import configparser
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from setuptools import find_packages
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def _declared_packages() -> set[str]:
@@ -27,25 +26,55 @@ def test_setup_cfg_lists_every_package():
     assert _declared_packages() == found
 
 
-def test_pyproject_holds_only_the_build_system():
+def test_pyproject_holds_the_build_system_and_tool_settings_only():
     import tomllib
 
-    assert set(tomllib.loads((ROOT / "pyproject.toml").read_text())) == {"build-system"}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert set(pyproject) == {"build-system", "tool"} and set(pyproject["tool"]) == {"ruff"}  # no [project] table
 
 
 @pytest.mark.slow
 def test_non_editable_install_imports_from_anywhere(tmp_path):
     target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
         check=True,
         cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
+    assert "deprecated" not in installed.stderr.lower(), (
+        installed.stderr
+    )  # packaging metadata setuptools accepts quietly
     code = (
         "import umadapt, data_modules, data_modules.synthrooms, umadapt.cli;"
         "print(umadapt.__file__); print(data_modules.__file__)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
-                         check=True, capture_output=True, text=True, cwd=tmp_path, env=env).stdout
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    ).stdout
     assert str(target) in out.splitlines()[0] and str(target) in out.splitlines()[1]
+
+
+def test_make_help_has_no_colour_codes_off_a_terminal():
+    result = subprocess.run(
+        ["make", "--no-print-directory", "help"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert "\033" not in result.stdout and "test " in result.stdout and "bench-synthrooms" in result.stdout

@@ -6,7 +6,7 @@ replicated to three channels and every image is resized to the domain's ``image_
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -61,8 +61,12 @@ class DigitDataset(Dataset):
 def square_size(image_size: int | Sequence[int], minimum: int = 8) -> tuple[int, int]:
     """``(height, width)`` from an int or a pair; each side at least ``minimum``."""
     sides = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
-    if len(sides) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < minimum for s in sides):
-        raise ValueError(f"image_size must be an int >= {minimum} or a (height, width) pair of them, got {image_size!r}.")
+    if len(sides) != 2 or any(
+        isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < minimum for s in sides
+    ):
+        raise ValueError(
+            f"image_size must be an int >= {minimum} or a (height, width) pair of them, got {image_size!r}."
+        )
     return int(sides[0]), int(sides[1])
 
 
@@ -73,5 +77,7 @@ def take(indices: np.ndarray, size: int | None, what: str) -> np.ndarray:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"{what} must be a positive int or null, got {size!r}.")
     if size > len(indices):
-        raise ValueError(f"{what}={size} is larger than the {len(indices)} images available for it; use at most {len(indices)}.")
+        raise ValueError(
+            f"{what}={size} is larger than the {len(indices)} images available for it; use at most {len(indices)}."
+        )
     return indices[:size]

@@ -19,8 +19,8 @@ default); ``train_size``/``val_size``/``test_size`` take the first images of a b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -141,7 +141,8 @@ class _EmbeddedDigits(Domain):
         self.pool = pool
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self._indices = {
-            split: take(partition(self.split_seed)[(pool, split)], self.sizes[split], f"{split}_size") for split in SPLITS
+            split: take(partition(self.split_seed)[(pool, split)], self.sizes[split], f"{split}_size")
+            for split in SPLITS
         }
         self._cache: dict[str, Dataset] = {}
 

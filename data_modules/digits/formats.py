@@ -24,8 +24,8 @@ from __future__ import annotations
 import bz2
 import gzip
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -82,7 +82,14 @@ def _missing(path: Path, dataset: str) -> MissingDigitFile:
 
 # -- MNIST: IDX ---------------------------------------------------------------------------------------------------
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -211,9 +218,13 @@ def read_svhn(root: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarr
     try:
         mat = scipy.io.loadmat(path)
     except Exception as error:  # scipy raises ValueError, TypeError, OSError... on corrupt or truncated files
-        raise DigitDataError(f"Cannot read {path} ({type(error).__name__}: {error}); expected {LAYOUTS['svhn']}.") from None
+        raise DigitDataError(
+            f"Cannot read {path} ({type(error).__name__}: {error}); expected {LAYOUTS['svhn']}."
+        ) from None
     if "X" not in mat or "y" not in mat:
-        raise DigitDataError(f"{path} has variables {sorted(k for k in mat if not k.startswith('__'))}; expected X and y.")
+        raise DigitDataError(
+            f"{path} has variables {sorted(k for k in mat if not k.startswith('__'))}; expected X and y."
+        )
     x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
         raise DigitDataError(f"{path}: X has shape {x.shape} and y {len(y)} labels; expected X 32x32x3xN and y Nx1.")
@@ -245,7 +256,9 @@ def _parse_libsvm(text: str, path: Path, features: int = 256) -> tuple[np.ndarra
                 f"1..{features}; the file may be truncated or not USPS in LIBSVM format."
             ) from None
     if labels.min() < 1 or labels.max() > 10:
-        raise DigitDataError(f"{path}: labels outside 1..10 (min {labels.min()}, max {labels.max()}); expected USPS labels.")
+        raise DigitDataError(
+            f"{path}: labels outside 1..10 (min {labels.min()}, max {labels.max()}); expected USPS labels."
+        )
     return data, labels - 1
 
 
@@ -278,15 +291,23 @@ def _read_usps_h5(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         import h5py
     except ImportError:
-        raise DigitDataError(f"Reading {path} needs h5py: pip install h5py (or provide usps.bz2 / usps.t.bz2).") from None
+        raise DigitDataError(
+            f"Reading {path} needs h5py: pip install h5py (or provide usps.bz2 / usps.t.bz2)."
+        ) from None
     try:
         with h5py.File(path, "r") as handle:
             data = np.asarray(handle[split]["data"], dtype=np.float32)
             labels = np.asarray(handle[split]["target"], dtype=np.int64).reshape(-1)
     except KeyError:
-        raise DigitDataError(f"{path} has no {split}/data and {split}/target datasets; expected {LAYOUTS['usps']}.") from None
+        raise DigitDataError(
+            f"{path} has no {split}/data and {split}/target datasets; expected {LAYOUTS['usps']}."
+        ) from None
     except OSError as error:
-        raise DigitDataError(f"Cannot read {path} ({error}); the file may be truncated. Expected {LAYOUTS['usps']}.") from None
+        raise DigitDataError(
+            f"Cannot read {path} ({error}); the file may be truncated. Expected {LAYOUTS['usps']}."
+        ) from None
     if data.ndim != 2 or data.shape[1] != 256 or len(labels) != len(data):
-        raise DigitDataError(f"{path}: {split}/data is {data.shape} with {len(labels)} targets; expected [N, 256] and [N].")
+        raise DigitDataError(
+            f"{path}: {split}/data is {data.shape} with {len(labels)} targets; expected [N, 256] and [N]."
+        )
     return np.round(data * 255.0), _check_labels(labels, path)

@@ -11,7 +11,7 @@ resized to ``image_size`` and grey ones replicated to three channels, on access.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset

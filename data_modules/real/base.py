@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..domain import SPLITS, Domain
+from .errors import CorruptFileError
 from .io import FITS, FileDataset, check_split, image_shape, seeded_subset
 
 
@@ -56,6 +58,20 @@ class RealDomain(Domain):
         """The raw sample of one item at its stored size (only ``image`` and the keys in :attr:`tasks`)."""
         raise NotImplementedError
 
+    def check_item(self, item: Any) -> list[tuple[str, str]]:
+        """``(path, reason)`` of what is wrong with one item (``umadapt check-data``): by default the
+        :class:`~data_modules.real.errors.CorruptFileError` that loading it raises, if any."""
+        try:
+            self.load(item)
+        except CorruptFileError as error:
+            return [(error.path, error.problem)]
+        return []
+
+    def layout_problems(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of files in the dataset's folders that no sample reads though they look meant to be
+        (e.g. a label without its image); reported by ``umadapt check-data``. None by default."""
+        return []
+
     # -- Domain -----------------------------------------------------------------------------------------------
     def dataset(self, split: str) -> FileDataset:
         """The split's dataset (built once per split)."""
@@ -65,7 +81,9 @@ class RealDomain(Domain):
             if self.max_items is not None:
                 items = items[: self.max_items]
             if not items:
-                raise ValueError(f"{self.name}: the {split} split is empty; check the dataset's files under {self.root}.")
+                raise ValueError(
+                    f"{self.name}: the {split} split is empty; check the dataset's files under {self.root}."
+                )
             self._datasets[split] = FileDataset(
                 items, self.load, self.image_size, self.fit, self.skip_bad_files, name=f"{self.name}/{split}"
             )

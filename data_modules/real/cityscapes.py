@@ -13,8 +13,9 @@ farther pixels.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,10 @@ from .cityscapes_labels import label_id_table
 from .errors import CorruptFileError
 from .io import LabelMapper, check_shape, first_channel, read_image, read_png, require, resolve_root, seeded_subset
 
-OBTAIN = "https://www.cityscapes-dataset.com/downloads/ (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip, disparity_trainvaltest.zip, camera_trainvaltest.zip)"
+OBTAIN = (
+    "https://www.cityscapes-dataset.com/downloads/ (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip, "
+    "disparity_trainvaltest.zip, camera_trainvaltest.zip)"
+)
 LAYOUT = """\
   <root>/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png
   <root>/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png    (segmentation)
@@ -32,7 +36,9 @@ LAYOUT = """\
   with <split> in train, val"""
 
 
-def disparity_to_depth(disparity_png: np.ndarray, baseline: float, fx: float, max_depth: float | None = None) -> np.ndarray:
+def disparity_to_depth(
+    disparity_png: np.ndarray, baseline: float, fx: float, max_depth: float | None = None
+) -> np.ndarray:
     """Depth in metres from a Cityscapes disparity PNG's raw values; 0 where invalid."""
     p = np.asarray(disparity_png)
     valid = p > 1  # p = 0: invalid; p = 1: d = 0, infinitely far
@@ -52,7 +58,9 @@ def read_camera(path: Path) -> tuple[float, float]:
     except FileNotFoundError:
         raise CorruptFileError(path, "the file does not exist (listed by the dataset's layout but missing)") from None
     except (ValueError, KeyError, TypeError) as error:
-        raise CorruptFileError(path, f"not a Cityscapes camera file with extrinsic.baseline and intrinsic.fx ({error!r})") from None
+        raise CorruptFileError(
+            path, f"not a Cityscapes camera file with extrinsic.baseline and intrinsic.fx ({error!r})"
+        ) from None
 
 
 class Cityscapes(RealDomain):

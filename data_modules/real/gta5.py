@@ -1,7 +1,7 @@
 """GTA5 ("Playing for Data", Richter et al. ECCV 2016): a synthetic urban source for Cityscapes, segmentation only.
 
-GTA5 has no official split used by the UDA literature, which trains on every image. Here ``train`` = every image (or, with
-``holdout: true``, every image outside the validation subset), and ``val`` = ``test`` = a seeded subset
+GTA5 has no official split used by the UDA literature, which trains on every image. Here ``train`` = every image (or,
+with ``holdout: true``, every image outside the validation subset), and ``val`` = ``test`` = a seeded subset
 (``val_fraction``) of the images. Without ``holdout`` the source val/test images are also trained on: the source
 metrics then measure the fit to the training data, as in the literature (which reports target metrics only).
 """
@@ -9,8 +9,9 @@ metrics then measure the fit to the training data, as in the literature (which r
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,13 @@ class GTA5(UnsplitDomain):
         max_items: int | None = None,
     ) -> None:
         super().__init__(
-            holdout, image_size=image_size, fit=fit, val_fraction=val_fraction, seed=seed,
-            skip_bad_files=skip_bad_files, max_items=max_items,
+            holdout,
+            image_size=image_size,
+            fit=fit,
+            val_fraction=val_fraction,
+            seed=seed,
+            skip_bad_files=skip_bad_files,
+            max_items=max_items,
         )
         self.root = resolve_root(root, "GTA5", self.dataset_name, LAYOUT, OBTAIN)
         for folder in ("images", "labels"):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -121,16 +122,19 @@ def first_channel(array: np.ndarray) -> np.ndarray:
 def check_shape(path: str | os.PathLike, array: np.ndarray, hw: tuple[int, int], what: str) -> None:
     """Raise :class:`CorruptFileError` unless ``array`` is ``hw`` in its first two axes."""
     if tuple(array.shape[:2]) != tuple(hw):
-        raise CorruptFileError(path, f"its {what} is {array.shape[0]}x{array.shape[1]}, but the image is {hw[0]}x{hw[1]}")
+        raise CorruptFileError(
+            path, f"its {what} is {array.shape[0]}x{array.shape[1]}, but the image is {hw[0]}x{hw[1]}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- labels
 class LabelMapper:
     """Maps raw label IDs through a lookup table; IDs outside the table become ``255`` (ignore).
 
-    IDs outside the table (negative, or ``>= len(table)``) are counted in :attr:`unmapped_pixels` and reported
-    **once** per mapper with a ``UserWarning`` naming the first file and values seen. IDs the table itself maps to
-    ``255`` (void classes) are legitimate and not counted.
+    IDs outside the table (negative, or ``>= len(table)``) are counted in :attr:`unmapped_pixels` (per file in
+    :attr:`unmapped_files`: ``{file: (pixels, first values)}``, read by ``umadapt check-data``) and reported **once**
+    per mapper with a ``UserWarning`` naming the first file and values seen. IDs the table itself maps to ``255``
+    (void classes) are legitimate and not counted.
     """
 
     def __init__(self, table: Sequence[int] | np.ndarray, name: str) -> None:
@@ -138,6 +142,7 @@ class LabelMapper:
         self.name = name
         self.unmapped_pixels = 0
         self.unmapped_values: set[int] = set()
+        self.unmapped_files: dict[str, tuple[int, list[int]]] = {}
         self._warned = False
 
     def __call__(self, labels: np.ndarray, source: str | os.PathLike = "?") -> np.ndarray:
@@ -149,6 +154,7 @@ class LabelMapper:
             values = np.unique(labels[outside])
             self.unmapped_pixels += int(outside.sum())
             self.unmapped_values.update(int(v) for v in values[:32])
+            self.unmapped_files[str(source)] = (int(outside.sum()), values[:10].tolist())
             if not self._warned:
                 self._warned = True
                 warnings.warn(

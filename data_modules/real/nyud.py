@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,9 @@ from .errors import CorruptFileError, DatasetNotFoundError
 from .io import LabelMapper, check_shape, read_npy, require, resolve_root, seeded_subset
 from .nyud_tables import CLASSES_13, CLASSES_40, MAP_40_TO_13, MAP_894_TO_40
 
-OBTAIN = "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html (the 'Labeled dataset' and the train/test split file)"
+OBTAIN = (
+    "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html (the 'Labeled dataset' and the train/test split file)"
+)
 MAT_LAYOUT = """\
   <root>/nyu_depth_v2_labeled.mat   the official labelled file (MATLAB v7.3 / HDF5: images, depths, labels)
   <root>/splits.mat                 the official split (trainNdxs: 795, testNdxs: 654; 1-based indices)"""
@@ -76,7 +79,10 @@ def read_split_indices(path: Path) -> dict[str, np.ndarray]:
         raise CorruptFileError(path, f"it has no {error} variable (expected trainNdxs and testNdxs)") from None
     except (OSError, ValueError) as error:
         raise CorruptFileError(path, f"not a readable MATLAB file ({error})") from None
-    out = {"train": np.asarray(train).astype(np.int64).ravel() - 1, "test": np.asarray(test).astype(np.int64).ravel() - 1}
+    out = {
+        "train": np.asarray(train).astype(np.int64).ravel() - 1,
+        "test": np.asarray(test).astype(np.int64).ravel() - 1,
+    }
     if any((v < 0).any() for v in out.values()):
         raise CorruptFileError(path, "it holds index 0 or negative indices; the official indices are 1-based")
     return out
@@ -176,12 +182,16 @@ class NYUDv2(RealDomain):
         if "depth" in self.tasks:
             sample["depth"] = np.asarray(handle["depths"][index], dtype=np.float32).T.copy()
         if "segmentation" in self.tasks:
-            sample["segmentation"] = self.mapper(np.asarray(handle["labels"][index]).T, f"{self.mat_path}[labels][{index}]")
+            sample["segmentation"] = self.mapper(
+                np.asarray(handle["labels"][index]).T, f"{self.mat_path}[labels][{index}]"
+            )
         if self.crop is not None:
             top, bottom, left, right = self.crop
             h, w = image.shape[:2]
             if bottom > h or right > w:
-                raise ValueError(f"crop {self.crop} does not fit the {h}x{w} images of {self.mat_path}; set crop: null.")
+                raise ValueError(
+                    f"crop {self.crop} does not fit the {h}x{w} images of {self.mat_path}; set crop: null."
+                )
             sample = {k: np.ascontiguousarray(v[top:bottom, left:right]) for k, v in sample.items()}
         return sample
 
@@ -191,8 +201,8 @@ class NYUDv2MTAN(RealDomain):
 
     Conversions applied to reach :mod:`umadapt.samples`' conventions:
 
-    * labels: ``-1`` (unlabelled) -> 255; 0..12 kept (the 13 classes of :data:`~data_modules.real.nyud_tables.CLASSES_13`);
-      other values -> 255, counted and reported once.
+    * labels: ``-1`` (unlabelled) -> 255; 0..12 kept (the 13 classes of
+      :data:`~data_modules.real.nyud_tables.CLASSES_13`); other values -> 255, counted and reported once.
     * depth ``[H, W, 1]`` -> ``[H, W]`` metres; non-finite or negative -> 0 (invalid).
     * normals: MTAN took them from Eigen & Fergus (ICCV 2015), who computed them from the NYU toolbox's point cloud
       (``rgb_plane2rgb_world``: ``[x, -y, z]``, i.e. x right, **y up**, z forward), oriented towards the camera.
@@ -321,7 +331,9 @@ def parse_axes(spec: str) -> tuple[tuple[int, float], ...]:
             break
         out.append(("xyz".index(name), sign))
     if len(out) != 3 or len(parts) != 3 or sorted(a for a, _ in out) != [0, 1, 2]:
-        raise ValueError(f"normals_axes must name each of x, y, z once with an optional sign, e.g. 'x,-y,z'; got {spec!r}.")
+        raise ValueError(
+            f"normals_axes must name each of x, y, z once with an optional sign, e.g. 'x,-y,z'; got {spec!r}."
+        )
     return tuple(out)
 
 

@@ -4,7 +4,7 @@ Sources:
 
 * 894 -> 40: ``mapClass`` of ``classMapping40.mat`` released with S. Gupta, P. Arbelaez, J. Malik, "Perceptual
   Organization and Recognition of Indoor Scenes from RGB-D Images", CVPR 2013 (the "NYU-40" classes). Transcribed
-  from two independent public copies of that vector, which agree entry for entry; ``tests/test_real_datasets.py``
+  from two independent public copies of that vector, which agree entry for entry; ``tests/data_modules/real/test_nyud.py``
   checks the entries for classes whose raw name is unambiguous (wall, floor, cabinet, bed, chair, ...), that each
   named class 1-37 is the image of exactly one raw class, and a SHA-256 of the table.
 * 40 -> 13: the 13-class protocol of C. Couprie et al., "Indoor Semantic Segmentation using depth information",

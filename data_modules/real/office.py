@@ -7,18 +7,49 @@ Splits follow the usual unsupervised DA protocol (DANN, CDAN, Transfer-Learning-
 images (labelled) and **all** target images (unlabelled), and test on **all** target images. So ``train`` = ``test``
 = every image of the domain; ``val`` = a seeded subset (``val_fraction``, default 10 %) of them, for monitoring
 only (it overlaps training by construction; checkpoints are never chosen by it).
+
+The class-folder helpers below also read your own classification data (the folder format's ``classes`` layout,
+:class:`~data_modules.real.folder.FolderDomain`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .base import RealDomain
 from .errors import DatasetNotFoundError
 from .io import read_image, resolve_root, seeded_subset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+ClassItem = tuple[Path, int]
+"""One sample of a class-folder dataset: the image file and its class index."""
+
+
+def class_folders(domain_dir: Path, reserved: Sequence[str] = ()) -> tuple[str, ...]:
+    """The class names of ``<domain_dir>/<class>/<image>``: the sorted sub-folder names (hidden ones and ``reserved``
+    names left out)."""
+    names = (p.name for p in domain_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return tuple(sorted(name for name in names if name not in reserved))
+
+
+def class_folder_items(domain_dir: Path, class_names: Sequence[str]) -> list[ClassItem]:
+    """``(image, class index)`` of every image in the class folders, class by class, files sorted by name; a class
+    without a folder has no images."""
+    return [
+        (path, label)
+        for label, name in enumerate(class_names)
+        if (domain_dir / name).is_dir()
+        for path in sorted((domain_dir / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    ]
+
+
+def load_class_item(item: ClassItem) -> dict[str, Any]:
+    """The raw sample ``{image, label}`` of one class-folder item."""
+    return {"image": read_image(item[0]), "label": item[1]}
 
 
 class ClassFolderDomain(RealDomain):
@@ -49,7 +80,7 @@ class ClassFolderDomain(RealDomain):
         self.dataset_name = f"{self.benchmark} ({domain})"
         self.root = resolve_root(root, self.folder, self.dataset_name, self.layout, self.obtain)
         self.domain_dir = self._domain_dir()
-        self.class_names = tuple(sorted(p.name for p in self.domain_dir.iterdir() if p.is_dir()))
+        self.class_names = class_folders(self.domain_dir)
         if len(self.class_names) != self.num_benchmark_classes:
             raise DatasetNotFoundError(
                 self.dataset_name,
@@ -61,29 +92,24 @@ class ClassFolderDomain(RealDomain):
         self.num_classes = len(self.class_names)
         self.tasks = ("label",)
         self.name = f"{self.benchmark.lower()}-{domain.lower().replace(' ', '_')}"
-        self._all: list[tuple[Path, int]] | None = None
+        self._all: list[ClassItem] | None = None
 
     def _domain_dir(self) -> Path:
         raise NotImplementedError
 
-    def all_items(self) -> list[tuple[Path, int]]:
+    def all_items(self) -> list[ClassItem]:
         if self._all is None:
-            self._all = [
-                (path, label)
-                for label, name in enumerate(self.class_names)
-                for path in sorted((self.domain_dir / name).iterdir())
-                if path.suffix.lower() in IMAGE_SUFFIXES
-            ]
+            self._all = class_folder_items(self.domain_dir, self.class_names)
         return self._all
 
-    def items(self, split: str) -> list[tuple[Path, int]]:
+    def items(self, split: str) -> list[ClassItem]:
         items = self.all_items()
         if split == "val":
             return [items[i] for i in seeded_subset(len(items), self.val_fraction, self.seed)]
         return list(items)
 
-    def load(self, item: tuple[Path, int]) -> dict[str, Any]:
-        return {"image": read_image(item[0]), "label": item[1]}
+    def load(self, item: ClassItem) -> dict[str, Any]:
+        return load_class_item(item)
 
     def describe(self) -> dict:
         return {**super().describe(), "domain": self.domain}

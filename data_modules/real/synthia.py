@@ -8,8 +8,9 @@ metrics then measure the fit to the training data, as in the literature (which r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,25 @@ LAYOUT = """\
 #: 10 pedestrian, 11 bicycle, 12 motorcycle, 13 parking-slot, 14 road-work, 15 traffic light, 16 terrain, 17 rider,
 #: 18 truck, 19 bus, 20 train, 21 wall, 22 lanemarking (0, 13, 14, 22 -> ignore).
 SYNTHIA_TO_TRAIN_ID: dict[int, int] = {
-    3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 9, 1: 10, 10: 11, 17: 12,
-    8: 13, 18: 14, 19: 15, 20: 16, 12: 17, 11: 18,
+    3: 0,
+    4: 1,
+    2: 2,
+    21: 3,
+    5: 4,
+    7: 5,
+    15: 6,
+    9: 7,
+    6: 8,
+    16: 9,
+    1: 10,
+    10: 11,
+    17: 12,
+    8: 13,
+    18: 14,
+    19: 15,
+    20: 16,
+    12: 17,
+    11: 18,
 }
 SYNTHIA_NUM_IDS = 23
 
@@ -76,15 +94,22 @@ class SynthiaRandCityscapes(UnsplitDomain):
         max_items: int | None = None,
     ) -> None:
         super().__init__(
-            holdout, image_size=image_size, fit=fit, val_fraction=val_fraction, seed=seed,
-            skip_bad_files=skip_bad_files, max_items=max_items,
+            holdout,
+            image_size=image_size,
+            fit=fit,
+            val_fraction=val_fraction,
+            seed=seed,
+            skip_bad_files=skip_bad_files,
+            max_items=max_items,
         )
         self.root = resolve_root(root, "RAND_CITYSCAPES", self.dataset_name, LAYOUT, OBTAIN)
         self.tasks = self._select_tasks(("segmentation", "depth"), tasks)
         require(self.root / "RGB", self.dataset_name, LAYOUT, OBTAIN)
         if "segmentation" in self.tasks:
             require(self.root / "GT" / "LABELS", self.dataset_name, LAYOUT, OBTAIN)
-        self.depth_dir = self.root / "Depth" / "Depth" if (self.root / "Depth" / "Depth").is_dir() else self.root / "Depth"
+        self.depth_dir = (
+            self.root / "Depth" / "Depth" if (self.root / "Depth" / "Depth").is_dir() else self.root / "Depth"
+        )
         if "depth" in self.tasks:
             require(self.depth_dir, self.dataset_name, LAYOUT, OBTAIN)
         table, names = synthia_table(num_classes)

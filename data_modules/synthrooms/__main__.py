@@ -1,7 +1,9 @@
-"""Preview SynthRooms and measure its generation rate.
+"""Preview SynthRooms and measure its generation rate; inspect or clear its disk cache.
 
 ``python -m data_modules.synthrooms --out preview.png --n 6`` writes a grid (rows: synthetic image, real image,
 depth, normals, segmentation, contours; one column per scene) and prints images/s for both looks.
+``--cache-info`` prints the disk cache's folder and, per generator fingerprint, its files and size (stale ones
+marked); ``--clear-cache`` removes every cached sample (``--cache-dir``: another cache folder than the default).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import numpy as np
 from PIL import Image
 
+from .disk_cache import cache_summary, clear_cache, generator_fingerprint, synthrooms_root
 from .domain import measure_generation_rate, render_sample
 from .looks import LOOKS
 
@@ -43,6 +46,17 @@ def preview_rows(seed: int, n: int, image_size: int, split: str = "val") -> np.n
     return np.concatenate(columns, axis=1)
 
 
+def print_cache_info(cache_dir: str | None = None) -> None:
+    """The cache folder, the current fingerprint and each fingerprint folder's files and MB (stale ones marked)."""
+    print(f"cache folder: {synthrooms_root(cache_dir)}")
+    print(f"current generator fingerprint: {generator_fingerprint()}")
+    rows = cache_summary(cache_dir)
+    if not rows:
+        print("no cached samples")
+    for fingerprint, files, size, current in rows:
+        print(f"  {fingerprint}: {files} files, {size / 1e6:.1f} MB{'' if current else ' (stale)'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="preview.png", help="PNG file to write")
@@ -51,7 +65,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--zoom", type=int, default=2, help="nearest-neighbour upscaling of the grid")
     parser.add_argument("--rate-count", type=int, default=200, help="images per look for the rate (0: skip)")
+    parser.add_argument("--cache-info", action="store_true", help="describe the disk cache instead of previewing")
+    parser.add_argument("--clear-cache", action="store_true", help="remove the disk cache instead of previewing")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="disk cache folder (default: $UMADAPT_CACHE_DIR, else $XDG_CACHE_HOME/umadapt, else ~/.cache/umadapt)",
+    )
     args = parser.parse_args(argv)
+
+    if args.cache_info or args.clear_cache:
+        if args.cache_info:
+            print_cache_info(args.cache_dir)
+        if args.clear_cache:
+            root, files, size = clear_cache(args.cache_dir)
+            print(f"removed {root}: {files} files, {size / 1e6:.1f} MB" if files else f"nothing cached under {root}")
+        return
 
     grid = preview_rows(args.seed, args.n, args.image_size)
     grid = np.repeat(np.repeat(grid, args.zoom, axis=0), args.zoom, axis=1)

@@ -7,14 +7,17 @@ of the same ``(seed, split, index)`` show the same scene, splits never overlap a
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from ..domain import SPLITS, Domain
+from .disk_cache import SampleStore
 from .looks import LOOKS, shade_real, shade_synthetic
 from .render import CLASS_NAMES, camera_normals, cast, contours
 from .scene import sample_scene
@@ -120,11 +123,24 @@ def measure_generation_rate(
 
 class SynthRoomsDataset(Dataset):
     """``size`` raw samples of one split and look; ``cache=True`` keeps rendered samples in memory (~86 KB each at
-    64x64), so epochs after the first cost a copy."""
+    64x64), so epochs after the first cost a copy; ``disk_cache=True`` reads and writes them under ``cache_dir``
+    (see :mod:`~data_modules.synthrooms.disk_cache`), so later processes skip rendering. Lookup: memory, disk, render.
+    """
 
-    def __init__(self, seed: int, split: str, look: str, image_size: tuple[int, int], size: int, cache: bool = True):
+    def __init__(
+        self,
+        seed: int,
+        split: str,
+        look: str,
+        image_size: tuple[int, int],
+        size: int,
+        cache: bool = True,
+        disk_cache: bool = True,
+        cache_dir: str | os.PathLike | None = None,
+    ):
         self.seed, self.split, self.look, self.image_size, self.size = seed, split, look, image_size, size
         self._cache: dict[int, tuple[np.ndarray, ...]] | None = {} if cache else None
+        self._store = SampleStore(look, seed, image_size, cache_dir) if disk_cache else None
 
     def __len__(self) -> int:
         return self.size
@@ -137,14 +153,34 @@ class SynthRoomsDataset(Dataset):
             raise IndexError(f"index out of range for a {self.split} split of {self.size} samples")
         stored = self._cache.get(index) if self._cache is not None else None
         if stored is None:
-            stored, _ = _render_stored(self.seed, self.split, index, self.look, self.image_size)
+            stored = self._store.load(self.split, index) if self._store is not None else None
+            if stored is None:
+                stored, _ = _render_stored(self.seed, self.split, index, self.look, self.image_size)
+                if self._store is not None:
+                    self._store.save(self.split, index, stored)
             if self._cache is not None:
                 self._cache[index] = stored
         return _expand(stored)
 
 
 class SynthRooms(Domain):
-    """The SynthRooms benchmark in one look ("synthetic": the source, "real": the target); a :class:`Domain`."""
+    """The SynthRooms benchmark in one look ("synthetic": the source, "real": the target); a :class:`Domain`.
+
+    Args:
+        look: ``synthetic`` (flat-shaded, the source) or ``real`` (photo-textured, noisy, the target).
+        seed: generator seed; sample ``index`` of a split is a pure function of ``(seed, split, index)``.
+        image_size: side of the square images in pixels, at least 16.
+        train_size: number of training samples.
+        val_size: number of validation samples.
+        test_size: number of test samples.
+        cache: keep rendered samples in memory (~86 KB each at 64x64), so epochs after the first cost a copy.
+        disk_cache: also keep them on disk, so later runs and DataLoader workers on this machine read them instead
+            of rendering. Files live under ``<cache_dir>/synthrooms/<generator fingerprint>/``; a change to the
+            generator's code or to numpy, scikit-image or OpenCV changes the fingerprint, so stale files are never
+            read. Clear with ``python -m data_modules.synthrooms --clear-cache`` (``make clean-cache``).
+        cache_dir: the disk cache's folder; ``None`` (default): ``$UMADAPT_CACHE_DIR``, else
+            ``$XDG_CACHE_HOME/umadapt``, else ``~/.cache/umadapt``. Not part of the data's identity.
+    """
 
     tasks = TASKS
     num_classes = len(CLASS_NAMES)
@@ -159,6 +195,8 @@ class SynthRooms(Domain):
         val_size: int = 200,
         test_size: int = 500,
         cache: bool = True,
+        disk_cache: bool = True,
+        cache_dir: str | None = None,
     ):
         self.look = _choice("look", look, LOOKS)
         self.seed = _positive_int("seed", seed, minimum=0)
@@ -169,6 +207,8 @@ class SynthRooms(Domain):
             "test": _positive_int("test_size", test_size),
         }
         self.cache = bool(cache)
+        self.disk_cache = bool(disk_cache)
+        self.cache_dir = cache_dir
         self.name = f"synthrooms-{look}"
         self._datasets: dict[str, SynthRoomsDataset] = {}
 
@@ -188,7 +228,14 @@ class SynthRooms(Domain):
         _choice("split", split, SPLITS)
         if split not in self._datasets:
             self._datasets[split] = SynthRoomsDataset(
-                self.seed, split, self.look, self.image_size, self.sizes[split], self.cache
+                self.seed,
+                split,
+                self.look,
+                self.image_size,
+                self.sizes[split],
+                self.cache,
+                self.disk_cache,
+                self.cache_dir,
             )
         return self._datasets[split]
 

@@ -70,8 +70,11 @@ def box_hits(origin: np.ndarray, d: np.ndarray, boxes: Boxes) -> tuple[np.ndarra
     oy = (o[..., 1] if o.ndim == 1 else o[:, 1])[None] - boxes.center[:, 1:2]
     oz = (o[..., 2] if o.ndim == 1 else o[:, 2])[None] - boxes.center[:, 2:3]
     local_o = (c * ox + s * oy, -s * ox + c * oy, oz)
-    local_d = (c * d[None, :, 0] + s * d[None, :, 1], -s * d[None, :, 0] + c * d[None, :, 1],
-               np.broadcast_to(d[None, :, 2], (len(boxes.yaw), len(d))))
+    local_d = (
+        c * d[None, :, 0] + s * d[None, :, 1],
+        -s * d[None, :, 0] + c * d[None, :, 1],
+        np.broadcast_to(d[None, :, 2], (len(boxes.yaw), len(d))),
+    )
     t_near, t_far = [], []
     for axis in range(3):
         inv = _safe_inverse(local_d[axis])

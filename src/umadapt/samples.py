@@ -25,7 +25,8 @@ only (the dataset never returns the labels).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,8 @@ def to_tensor_sample(sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
             out[key] = torch.as_tensor(int(value), dtype=torch.int64)
         else:
             raise KeyError(
-                f"Unknown sample key {key!r}. Known keys: {[IMAGE, *LABEL_KEYS, 'edges']} (see umadapt.samples for the conventions)."
+                f"Unknown sample key {key!r}. Known keys: {[IMAGE, *LABEL_KEYS, 'edges']} "
+                "(see umadapt.samples for the conventions)."
             )
     return out
 

@@ -1,4 +1,5 @@
-"""Schedules as functions of training progress ``p = global_step / trainer.estimated_stepping_batches`` in [0, 1].
+"""Schedules as functions of training progress ``p`` in [0, 1] (:func:`training_progress`), phases laid out on it
+(:class:`PhaseSchedule`) and the learning-rate restart a phase uses (:func:`restart_lr`).
 
 They never depend on call counts, so resuming, gradient accumulation and multi-GPU runs see the same values.
 """
@@ -8,20 +9,93 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
+
+from umadapt.errors import ConfigError
 
 ProgressSchedule = Callable[[float], float]
 """Maps progress ``p`` in [0, 1] to a multiplier."""
 
 
-def training_progress(trainer: pl.Trainer) -> float:
-    """``p = global_step / estimated_stepping_batches``, clipped to [0, 1]."""
+def training_progress(trainer: pl.Trainer, batch_idx: int | None = None, steps_per_batch: float = 1.0) -> float:
+    """Training progress ``p`` in [0, 1].
+
+    By optimizer steps (default): ``p = global_step / estimated_stepping_batches``. By batches (``batch_idx`` given),
+    for methods with manual optimization that take several optimizer steps per batch (their ``global_step`` counts
+    every one): ``p = (current_epoch * num_training_batches + batch_idx) / total``, where ``total`` is the number of
+    batches the run will train: ``max_epochs * num_training_batches``, or ``max_steps / steps_per_batch`` when that
+    ends the run first (``steps_per_batch``: the method's mean optimizer steps per batch). A run of no finite length
+    (neither bound, e.g. only ``max_time``) has no progress: 0 (:func:`require_finite_length` refuses such runs).
+    """
+    if batch_idx is not None:
+        batches = trainer.num_training_batches
+        if batches and math.isfinite(batches):
+            totals = []
+            if trainer.max_epochs is not None and trainer.max_epochs >= 1:
+                totals.append(trainer.max_epochs * batches)
+            if trainer.max_steps is not None and trainer.max_steps > 0:
+                by_steps = trainer.max_steps / max(float(steps_per_batch), 1e-12)
+                totals.append(round(by_steps) if math.isclose(by_steps, round(by_steps)) else by_steps)
+            if totals:
+                done = trainer.current_epoch * batches + batch_idx
+                return min(max(done / max(min(totals), 1.0), 0.0), 1.0)
     total = trainer.estimated_stepping_batches
     if not total or not math.isfinite(total):
         return 0.0
     return min(max(trainer.global_step / total, 0.0), 1.0)
+
+
+def require_finite_length(trainer: pl.Trainer, what: str) -> None:
+    """Refuse a run of no finite length (``max_epochs: -1`` and no ``max_steps``, e.g. bounded by ``max_time``
+    only, or an endless training loader) for ``what`` follows training progress, which would then stay at 0."""
+    if not math.isfinite(trainer.estimated_stepping_batches):
+        raise ConfigError(
+            f"{what} follows training progress, which needs a run of known length, but this run has none "
+            f"(trainer.max_epochs={trainer.max_epochs}, trainer.max_steps={trainer.max_steps}; max_time alone does "
+            "not say how far a run is): set trainer.max_epochs or trainer.max_steps."
+        )
+
+
+BOUNDARY_TOLERANCE = 1e-9
+"""Progress this close below a phase boundary counts as past it (float rounding of ``k / n`` vs the lengths' sums)."""
+
+
+class PhaseSchedule:
+    """Training split into named phases laid out one after another on the training progress ``p``.
+
+    Args:
+        lengths: ``{phase: relative length}`` in running order; normalised by their sum; phases of length 0 are
+            skipped.
+    """
+
+    def __init__(self, lengths: Mapping[str, float]) -> None:
+        total = sum(float(v) for v in lengths.values())
+        if total <= 0 or any(float(v) < 0 or not math.isfinite(float(v)) for v in lengths.values()):
+            raise ValueError(f"Phase lengths must be non-negative and finite with a positive sum, got {dict(lengths)}.")
+        self.lengths = {name: float(v) / total for name, v in lengths.items()}
+        self.active = [name for name, v in self.lengths.items() if v > 0]
+
+    def at(self, progress: float) -> tuple[str, float]:
+        """The phase running at ``progress`` and the progress within it, in [0, 1] (the last phase includes 1)."""
+        start = 0.0
+        for phase in self.active:
+            length = self.lengths[phase]
+            if progress < start + length - BOUNDARY_TOLERANCE or phase == self.active[-1]:
+                return phase, min(max((progress - start) / length, 0.0), 1.0)
+            start += length
+        raise AssertionError("unreachable: phases have a positive sum")
+
+
+def restart_lr(optimizers: Iterable[Any], multiplier: float) -> None:
+    """Set every parameter group's learning rate to ``initial_lr * multiplier``: how a phase replays a
+    progress-based schedule from its own start. Groups get ``initial_lr`` from their current ``lr`` on first use."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * multiplier
 
 
 def constant(p: float) -> float:

@@ -2,42 +2,49 @@
 
 A task's name is its batch key (see :mod:`umadapt.samples`), and metric names are ``stage/domain/<task>/<metric>``.
 
-=================  ==================================  ===================================  ====================
-task               prediction (from the raw head)      loss                                 metrics
-=================  ==================================  ===================================  ====================
-``depth``          softplus -> positive metres          L1 over valid pixels (target > 0)    :class:`DepthMetrics`
-``normals``        L2-normalised -> unit vectors        mean ``1 - cos`` over valid pixels    :class:`NormalMetrics`
-``segmentation``   logits ``[B,C,H,W]``                 cross-entropy, ignore index 255      :class:`SegmentationMetrics`
-``label``          logits ``[B,C]``                     cross-entropy                        :class:`ClassificationMetrics`
-=================  ==================================  ===================================  ====================
+================  ==============================  ==================================  =============================
+task              prediction (from the raw head)  loss                                metrics
+================  ==============================  ==================================  =============================
+``depth``         softplus -> positive metres     L1 over valid pixels (target > 0)   :class:`DepthMetrics`
+``normals``       L2-normalised -> unit vectors   mean ``1 - cos`` over valid pixels  :class:`NormalMetrics`
+``segmentation``  logits ``[B,C,H,W]``            cross-entropy, ignore index 255     :class:`SegmentationMetrics`
+``label``         logits ``[B,C]``                cross-entropy                       :class:`ClassificationMetrics`
+================  ==============================  ==================================  =============================
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
 from umadapt.metrics import ClassificationMetrics, DepthMetrics, NormalMetrics, SegmentationMetrics
+from umadapt.ops import channel_norm, normalize_channels
 from umadapt.samples import IGNORE_INDEX
+
+
+def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the ``valid`` pixels; ``values[valid].mean()`` without the slow boolean indexing."""
+    return torch.where(valid, values, values.new_zeros(())).sum() / valid.sum()
 
 
 def _depth_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     valid = target > 0
     if not valid.any():
         return pred.sum() * 0.0
-    return (pred - target).abs()[valid].mean()
+    return _masked_mean((pred - target).abs(), valid)
 
 
 def _normals_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    valid = target.norm(dim=1) > 0.5
+    valid = channel_norm(target) > 0.5
     if not valid.any():
         return pred.sum() * 0.0
     cosine = (pred * target).sum(dim=1)
-    return (1.0 - cosine)[valid].mean()
+    return _masked_mean(1.0 - cosine, valid)
 
 
 def _segmentation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -56,7 +63,10 @@ class Task:
         channels: output channels, or ``None`` when it equals the number of classes.
         activate: maps the head's raw output to the prediction.
         loss: ``loss(prediction, target) -> scalar``.
-        metric: ``metric(num_classes) -> torchmetrics.Metric`` whose ``compute()`` returns a dict.
+        metric: ``metric(num_classes, **options) -> torchmetrics.Metric`` whose ``compute()`` returns a dict; the
+            options are the metric class's keyword arguments (``model.metric_options``, e.g. depth's
+            ``reduction``/``max_depth``).
+        labelled: ``labelled(target) -> bool [B]``: which samples carry at least one valid label.
     """
 
     name: str
@@ -64,18 +74,21 @@ class Task:
     channels: int | None
     activate: Callable[[torch.Tensor], torch.Tensor]
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    metric: Callable[[int | None], Metric]
+    metric: Callable[..., Metric]
+    labelled: Callable[[torch.Tensor], torch.Tensor]
 
     def out_channels(self, num_classes: int | None) -> int:
         if self.channels is not None:
             return self.channels
         if not num_classes:
-            raise ValueError(f"Task {self.name!r} needs the number of classes, but the data gives num_classes={num_classes}.")
+            raise ValueError(
+                f"Task {self.name!r} needs the number of classes, but the data gives num_classes={num_classes}."
+            )
         return num_classes
 
 
 def _unit_vectors(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=1, eps=1e-6)
+    return normalize_channels(x, eps=1e-6)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -86,28 +99,48 @@ def _classification_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return F.cross_entropy(pred.float(), target)
 
 
-def _depth_metric(num_classes: int | None) -> Metric:
-    return DepthMetrics()
+def _depth_metric(num_classes: int | None, **options: Any) -> Metric:
+    return DepthMetrics(**options)
 
 
-def _normals_metric(num_classes: int | None) -> Metric:
-    return NormalMetrics()
+def _normals_metric(num_classes: int | None, **options: Any) -> Metric:
+    return NormalMetrics(**options)
 
 
-def _segmentation_metric(num_classes: int | None) -> Metric:
-    return SegmentationMetrics(num_classes=num_classes)
+def _segmentation_metric(num_classes: int | None, **options: Any) -> Metric:
+    return SegmentationMetrics(num_classes=num_classes, **options)
 
 
-def _classification_metric(num_classes: int | None) -> Metric:
-    return ClassificationMetrics(num_classes=num_classes)
+def _classification_metric(num_classes: int | None, **options: Any) -> Metric:
+    return ClassificationMetrics(num_classes=num_classes, **options)
+
+
+def _depth_labelled(target: torch.Tensor) -> torch.Tensor:
+    return (target > 0).flatten(1).any(dim=1)
+
+
+def _normals_labelled(target: torch.Tensor) -> torch.Tensor:
+    return (channel_norm(target) > 0.5).flatten(1).any(dim=1)
+
+
+def _segmentation_labelled(target: torch.Tensor) -> torch.Tensor:
+    return (target != IGNORE_INDEX).flatten(1).any(dim=1)
+
+
+def _classification_labelled(target: torch.Tensor) -> torch.Tensor:
+    return target >= 0
 
 
 # Named functions, not lambdas: models hold their tasks and must pickle (ddp_spawn, DataLoader workers).
 TASKS: dict[str, Task] = {
-    "depth": Task("depth", True, 1, F.softplus, _depth_loss, _depth_metric),
-    "normals": Task("normals", True, 3, _unit_vectors, _normals_loss, _normals_metric),
-    "segmentation": Task("segmentation", True, None, _identity, _segmentation_loss, _segmentation_metric),
-    "label": Task("label", False, None, _identity, _classification_loss, _classification_metric),
+    "depth": Task("depth", True, 1, F.softplus, _depth_loss, _depth_metric, _depth_labelled),
+    "normals": Task("normals", True, 3, _unit_vectors, _normals_loss, _normals_metric, _normals_labelled),
+    "segmentation": Task(
+        "segmentation", True, None, _identity, _segmentation_loss, _segmentation_metric, _segmentation_labelled
+    ),
+    "label": Task(
+        "label", False, None, _identity, _classification_loss, _classification_metric, _classification_labelled
+    ),
 }
 
 

@@ -44,8 +44,8 @@ class NonFiniteLossGuard(pl.Callback):
             return
         message = (
             f"Non-finite training loss at epoch {trainer.current_epoch}, batch {batch_idx} (trainer.global_step "
-            f"{trainer.global_step} after the update): {', '.join(f'{n} = {float(values[n])}' for n in bad)}. Lower the learning rate, check the "
-            "inputs, or set nan_guard.mode: warn to continue anyway."
+            f"{trainer.global_step} after the update): {', '.join(f'{n} = {float(values[n])}' for n in bad)}. "
+            "Lower the learning rate, check the inputs, or set nan_guard.mode: warn to continue anyway."
         )
         if self.mode == "raise":
             raise NonFiniteLossError(message)

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
 
 from umadapt.errors import ConfigError
-from umadapt.schedules import training_progress
+from umadapt.nn.freeze import freeze
+from umadapt.schedules import PhaseSchedule, require_finite_length, restart_lr, training_progress
 
 __all__ = ["ProgressiveTraining", "progressive_phase"]
 
 
 def progressive_phase(progress: float, num_tasks: int) -> tuple[int, float]:
-    """``(k, q)``: training progress ``p`` in [0, 1] falls in phase ``k = ⌊p K⌋`` (the last phase includes ``p = 1``),
-    at progress ``q`` in [0, 1] within that phase."""
-    scaled = min(max(progress, 0.0), 1.0) * num_tasks
-    phase = min(int(scaled), num_tasks - 1)
-    return phase, min(scaled - phase, 1.0)
+    """``(k, q)``: training progress ``p`` in [0, 1] falls in phase ``k`` of ``K = num_tasks`` equal phases (the last
+    includes ``p = 1``), at progress ``q`` in [0, 1] within that phase (:class:`~umadapt.schedules.PhaseSchedule`)."""
+    phase, within = PhaseSchedule({str(k): 1.0 for k in range(num_tasks)}).at(progress)
+    return int(phase), within
 
 
 class ProgressiveTraining(pl.Callback):
@@ -53,12 +52,8 @@ class ProgressiveTraining(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         encoder = self._encoder(pl_module)
+        require_finite_length(trainer, "ProgressiveTraining (one phase per task)")
         total = trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ConfigError(
-                "ProgressiveTraining splits training into one phase per task by progress, which needs a finite "
-                "length: set trainer.max_epochs or trainer.max_steps."
-            )
         if total < len(encoder.tasks):
             rank_zero_warn(
                 f"ProgressiveTraining: {int(total)} training step(s) for {len(encoder.tasks)} tasks; only the first "
@@ -71,11 +66,12 @@ class ProgressiveTraining(pl.Callback):
         encoder.set_active(phase)
         task = encoder.tasks[phase]
         for name, head in pl_module.heads.items():
-            head.requires_grad_(name == task)
-            head.train(name == task and pl_module.training)
+            freeze(head, name != task, training=pl_module.training)
         self.phase = phase
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         encoder = self._encoder(pl_module)
         phase, within = progressive_phase(training_progress(trainer), len(encoder.tasks))
         if phase != self.phase or encoder.active != phase:
@@ -86,11 +82,7 @@ class ProgressiveTraining(pl.Callback):
                 head.eval()
         schedule = getattr(pl_module, "lr_schedule", None)
         if self.restart_lr_schedule and callable(schedule):
-            multiplier = schedule(within)
-            for optimizer in trainer.optimizers:
-                for group in optimizer.param_groups:
-                    if "initial_lr" in group:
-                        group["lr"] = group["initial_lr"] * multiplier
+            restart_lr(trainer.optimizers, schedule(within))
         pl_module.log("train/progressive/phase", float(phase), on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -2,8 +2,8 @@
 
 ``SaveConfigCallback`` (Lightning) writes ``config.yaml`` to ``trainer.log_dir``, which for a W&B logger is the
 shared ``save_dir``: every sweep run would collide on one file. :class:`RunConfigSaver` writes into the run's own
-folder instead (the CSV/TensorBoard version folder, or the W&B run's files folder, which W&B also uploads) and adds
-``run_record.json``: seed, package versions, git commit, and the data's identity.
+folder instead (:func:`~umadapt.callbacks.run_folder.run_folder`) and adds ``run_record.json``: seed, package
+versions, git commit, and the data's identity.
 """
 
 from __future__ import annotations
@@ -14,26 +14,14 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import SaveConfigCallback
-from pytorch_lightning.loggers import WandbLogger
+
+from umadapt.callbacks.run_folder import RunFolderCallback
 
 PACKAGES = ("umadapt", "torch", "pytorch-lightning", "torchmetrics", "jsonargparse", "albumentations", "numpy", "wandb")
-
-
-def run_folder(trainer: pl.Trainer) -> Path:
-    """The folder that belongs to this run alone. Call it on every rank (``trainer.log_dir`` is a collective)."""
-    log_dir = Path(trainer.log_dir or trainer.default_root_dir)
-    if not trainer.is_global_zero:
-        return log_dir
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            folder = getattr(logger.experiment, "dir", None)  # the W&B run's files folder (synced with the run)
-            return Path(folder) if folder else Path(logger.save_dir or ".") / str(logger.version or "wandb-run")
-    return log_dir
 
 
 def _git_commit() -> str | None:
@@ -72,17 +60,14 @@ def run_record(trainer: pl.Trainer, stage: str) -> dict[str, Any]:
     }
 
 
-class RunConfigSaver(SaveConfigCallback):
+class RunConfigSaver(RunFolderCallback, SaveConfigCallback):
     """Writes ``config.yaml`` and ``run_record.json`` into the run's own folder (rank 0 only; the CLI creates it
     with ``save_to_log_dir=False`` so Lightning's shared-``log_dir`` write is skipped)."""
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not self.already_saved:
-            self._folder = run_folder(trainer)  # every rank: the folder lookup is a collective
-        super().setup(trainer, pl_module, stage)
-
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        folder = self._folder
+        folder = self.folder
+        if folder is None:  # no logger and no default_root_dir: the run has no folder, write nothing
+            return
         folder.mkdir(parents=True, exist_ok=True)
         self.parser.save(self.config, folder / self.config_filename, skip_none=False, overwrite=True, multifile=False)
         (folder / "run_record.json").write_text(json.dumps(run_record(trainer, stage), indent=2, default=str))

@@ -1,12 +1,13 @@
 """Methods: LightningModules configurable from YAML."""
 
+from umadapt.methods.adabn import AdaBN
 from umadapt.methods.base import MultiTaskModel
-from umadapt.methods.reference import SourceOnly, TargetOracle
-from umadapt.methods.universal import UniversalRepresentations
 from umadapt.methods.dann import DANN
+from umadapt.methods.reference import SourceOnly, TargetOracle
 from umadapt.methods.umadapt import UMAdapt
+from umadapt.methods.universal import UniversalRepresentations
 
 __all__ = ["MultiTaskModel", "SourceOnly", "TargetOracle"]
-__all__ += ["DANN"]
+__all__ += ["AdaBN", "DANN"]
 __all__ += ["UMAdapt"]
 __all__ += ["UniversalRepresentations"]

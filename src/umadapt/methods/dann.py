@@ -18,17 +18,16 @@ layers see both domains. Works for the image-level task ``label`` and for any co
 from __future__ import annotations
 
 import functools
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
-from pytorch_lightning.cli import OptimizerCallable
 from torch import nn
 
-from umadapt.methods.base import HeadFactory, MultiTaskModel, _default_optimizer
+from umadapt.methods.base import METRIC_NAMES, MultiTaskModel
 from umadapt.nn.adversaries import ADVERSARY_LEVELS, FeatureDiscriminator, domain_adversarial_loss
 from umadapt.nn.gradient_reversal import GradientReversal
-from umadapt.schedules import get_coefficient_schedule, training_progress
-from umadapt.weighting import LossWeighting
+from umadapt.schedules import get_coefficient_schedule
 
 AdversaryFactory = Callable[[list[int]], nn.Module]
 """Builds the adversary from ``in_channels`` (see :mod:`umadapt.nn.adversaries`); in YAML a ``class_path``."""
@@ -62,54 +61,36 @@ class DANN(MultiTaskModel):
         grl_schedule_args: keyword parameters of that schedule (e.g. ``{gamma: 10}``, ``{warmup: 0.2}``).
         grl_max: ``lambda_p = grl_max * schedule(p)``.
         domain_weight: weight of the domain loss in the total loss (scales the adversary's own gradient too).
-        weighting: how the source task losses are combined (:mod:`umadapt.weighting`, e.g. uncertainty or
-            PCGrad); the domain loss is added outside it, with ``domain_weight``.
+        **kwargs: the base model's arguments (encoder, tasks, heads, optimizer, ``weighting``, ...); the source task
+            losses are combined by ``weighting``, the domain loss is added outside it, with ``domain_weight``.
     """
 
     def __init__(
         self,
-        encoder: nn.Module,
-        tasks: list[str],
-        num_classes: int | None = None,
-        image_size: tuple[int, int] | None = None,
-        dense_head: HeadFactory | None = None,
-        classification_head: HeadFactory | None = None,
-        loss_weights: dict[str, float] | None = None,
-        optimizer: OptimizerCallable = _default_optimizer,
-        lr_schedule: str = "constant",
         adversary: AdversaryFactory | None = None,
         adversary_input: str | None = None,
         grl_schedule: str = "dann",
         grl_schedule_args: dict[str, float] | None = None,
         grl_max: float = 1.0,
         domain_weight: float = 1.0,
-        weighting: LossWeighting | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            encoder=encoder,
-            tasks=tasks,
-            num_classes=num_classes,
-            image_size=image_size,
-            dense_head=dense_head,
-            classification_head=classification_head,
-            loss_weights=loss_weights,
-            optimizer=optimizer,
-            lr_schedule=lr_schedule,
-            weighting=weighting,
-        )
+        super().__init__(**kwargs)
         factory = adversary or FeatureDiscriminator
         self.adversary_input = self._resolve_input(factory, adversary_input)
         if self.adversary_input == "features":
             self.require_shared_features(
-                "DANN with a feature-level adversary", "aligns one shared feature map across domains",
+                "DANN with a feature-level adversary",
+                "aligns one shared feature map across domains",
                 " or an output-level adversary (umadapt.nn.OutputDiscriminator), which works with any encoder",
             )
-            in_channels = list(encoder.out_channels)
+            in_channels = list(self.encoder.out_channels)
         else:
-            in_channels = [self.task_specs[t].out_channels(num_classes) for t in self.tasks]
+            in_channels = [self.task_specs[t].out_channels(self.num_classes) for t in self.tasks]
         self.adversary = factory(in_channels)
         self.grl = GradientReversal(0.0)
         self.grl_schedule = get_coefficient_schedule(grl_schedule, grl_schedule_args)
+        self.grl_schedule_name = grl_schedule
         if grl_max < 0 or domain_weight < 0:
             raise ValueError(f"grl_max and domain_weight must be >= 0, got {grl_max} and {domain_weight}.")
         self.grl_max = float(grl_max)
@@ -135,9 +116,10 @@ class DANN(MultiTaskModel):
         return adversary_input
 
     # -- schedules ----------------------------------------------------------------------------------------------
-    def progress(self) -> float:
-        """Training progress ``p`` in [0, 1] (0 without a trainer)."""
-        return training_progress(self.trainer) if self._trainer is not None else 0.0
+    def uses_progress(self) -> bool:
+        """The reversal coefficient follows progress unless it is constant (or the adversary is off)."""
+        adversary_on = self.grl_max > 0 and self.domain_weight > 0
+        return super().uses_progress() or (adversary_on and self.grl_schedule_name != "constant")
 
     def grl_coefficient(self) -> float:
         """``lambda_p`` at the current training progress."""
@@ -150,9 +132,7 @@ class DANN(MultiTaskModel):
     # -- training -----------------------------------------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Mapping[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         source, target = batch["source"], batch["target"]
-        missing = [t for t in self.tasks if t not in source]
-        if missing:
-            raise KeyError(f"The source batch has no labels for {missing} (keys: {sorted(source)}).")
+        self.require_labels(source, "source")
         n_source = source["image"].shape[0]
         images = torch.cat([source["image"], target["image"]])
         size = tuple(images.shape[-2:])
@@ -165,9 +145,7 @@ class DANN(MultiTaskModel):
             every = self.decode(features, size)
             predictions = {t: p[:n_source] for t, p in every.items()}
             domain_inputs = [self._adversary_view(t, every[t]) for t in self.tasks]
-
-        losses = self.task_losses(predictions, source)
-        task_loss = self.weighted_sum(losses)
+        task_loss = self.supervised_terms(predictions, source, "source")
 
         coefficient = self.grl_coefficient()
         self.grl.coefficient = coefficient
@@ -176,15 +154,9 @@ class DANN(MultiTaskModel):
         total = task_loss + self.domain_weight * domain_loss
 
         log = functools.partial(self.log, batch_size=n_source)
-        for t, loss in losses.items():
-            log(f"train/source/{t}/loss", loss.detach())
-        for t, weight in self.weighting.last_weights.items():
-            log(f"train/weights/{t}", weight)
-        log("train/source/loss", task_loss.detach(), prog_bar=True)
         log("train/domain/loss", domain_loss.detach(), prog_bar=True)
         log("train/domain/accuracy", domain_accuracy)
         log("train/grl/lambda", coefficient)
-        log("train/loss", total.detach())
-        if self._trainer is not None and self.trainer.optimizers:
-            log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        log(METRIC_NAMES["total"], total.detach())
+        self.log_lr()
         return total

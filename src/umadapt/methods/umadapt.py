@@ -1,88 +1,39 @@
 """UM-Adapt: unsupervised multi-task adaptation using adversarial cross-task distillation (Kundu, Lakkakula, Babu,
-ICCV 2019, arXiv 1908.03884), as one LightningModule with a phase schedule.
+ICCV 2019, arXiv 1908.03884), as one LightningModule whose training runs three phases (``phases``, laid out on the
+training progress by batches, :class:`~umadapt.schedules.PhaseSchedule`).
 
-Parts (besides the base network, the shared encoder + task heads of :class:`MultiTaskModel`):
+Parts besides the base network (shared encoder + task heads): the cross-task distillation networks ``T_t``
+(``distillation``, :class:`~umadapt.nn.CrossTaskDistillation`), each predicting task ``t`` from the other tasks'
+predictions, and the CCR contour decoder ``D_c`` (``contour_decoder``, :class:`~umadapt.nn.ContourDecoder`). With
+``E(x) = Σ_t w_t d_t(ŷ_t, T_t(ŷ_¬t))`` the cross-task energy (the distillation loss re-used as an energy):
 
-* ``distillation``: the cross-task distillation networks ``T_t`` (:class:`~umadapt.nn.CrossTaskDistillation`),
-  one per task in ``cross_tasks``, each predicting its task from the other tasks' predictions;
-* ``contour_decoder``: the CCR decoder (:class:`~umadapt.nn.ContourDecoder`) predicting the image's edge map
-  (batch key ``edges``, from a classical edge detector, :mod:`data_modules.edges`) from the deepest feature.
+1. ``source``: base network ``Σ_t w_t L_t(ŷ_t, y_t) + α E(x_s)`` (``T_t`` outputs as fixed targets, ``α`` ramped
+   up over ``consistency_warmup``) [+ ``w_tl Σ_t w_t L_t`` on labelled target images, UM-Adapt-S]; distillation
+   networks ``Σ_t w_t L_t(T_t(ŷ_¬t), y_t)`` on detached predictions.
+2. ``ccr``: ``BCE(D_c(f_deep(x_s)), edges(x_s))`` with the encoder frozen.
+3. ``adapt``: only the encoder stages ``adapt_stages`` learn. Generator ``β E(x_t) + λ BCE(D_c(f_deep(x_t)),
+   edges(x_t)) + w_s Σ_t w_t L_t(source) [+ w_tl ...]``; discriminator (the ``T_t``, when ``adversarial``)
+   ``E(x_s) + max(0, m − E(x_t)) + w_gt Σ_t w_t L_t(T_t(ŷ^s_¬t), y^s_t)`` on detached predictions.
 
-Phases (relative lengths in ``phases``, laid out on the training progress ``p = (epoch + batch / batches) /
-max_epochs``; each phase runs its optimizers with ``lr_schedule`` of its own progress):
-
-1. ``source`` -- supervised multi-task training with cross-task distillation (the paper's cross-task
-   distillation module). Two players:
-
-   - base network: ``Σ_t w_t L_t(ŷ_t, y_t) + α · mean E(x_s)`` where ``E(x) = Σ_t w_t d_t(ŷ_t, T_t(ŷ_¬t))``
-     is the cross-task inconsistency (the paper's cross-task distillation loss, re-used as the energy below);
-     ``α`` (``consistency_weight``) ramps up linearly over the first ``consistency_warmup`` of the phase while the
-     ``T_t`` are still untrained. Labelled target images (UM-Adapt-S) add ``w_tl Σ_t w_t L_t`` on them.
-   - distillation networks: ``Σ_t w_t L_t(T_t(ŷ_¬t), y_t)`` on source, ground truth as the target, the
-     predictions ``ŷ_¬t`` fed as inputs (detached).
-
-   In this phase the consistency term treats ``T_t(ŷ_¬t)`` as a fixed (stop-gradient) target, so one pass of the
-   ``T_t`` serves both players and one backward pass updates both.
-
-2. ``ccr`` -- the CCR decoder learns ``BCE(D_c(f_deep(x_s)), edges(x_s))`` on source images with the encoder
-   frozen (the paper's contour-based content regularization).
-
-3. ``adapt`` -- energy-based adversarial adaptation (the paper's UM-Adapt objective: EBGAN-style, the
-   cross-task distillation loss as the energy, no domain discriminator). Only
-   the encoder stages in ``adapt_stages`` learn (default the last); the stem, the other stages, the heads and
-   the CCR decoder are frozen (``requires_grad=False`` and eval mode, so BatchNorm statistics stay bitwise
-   unchanged). Source, target (and labelled-target) images go through the network as one batch.
-
-   - generator (adapted stages): ``β · mean E(x_t) + λ · BCE(D_c(f_deep(x_t)), edges(x_t))
-     + w_s Σ_t w_t L_t(source) [+ w_tl Σ_t w_t L_t(labelled target)]``;
-   - discriminator (the ``T_t``): ``mean E(x_s) + mean max(0, m − E(x_t)) + w_gt Σ_t w_t L_t(T_t(ŷ^s_¬t),
-     y^s_t)``, on detached predictions: low energy on source, high energy on target up to the margin ``m``.
-
-   The generator's energy is differentiated through the ``T_t``'s inputs (with their parameters' gradients off),
-   the discriminator's terms see detached predictions, so one backward pass serves both players.
-
-Paper references are by component, not by equation number: the paper's text could not be consulted while this
-was written, so its equation numbers are not quoted here (a future pass should add them).
-
-Choices where the paper leaves room (or where we depart from it, to fit SynthRooms on a CPU):
-
-* ``d_t`` (:func:`~umadapt.nn.cross_task.task_distance`): L1 in metres for depth, ``1 − cos`` for normals,
-  ``KL(softmax(ŷ) ‖ softmax(T))`` for segmentation; the energy is per sample, the hinge is applied per sample.
-* The ``T_t`` take the base network's (detached) predictions as inputs when they learn from the ground truth,
-  the inputs they see when they compute the energy; they keep that ground-truth term (weight
-  ``distill_gt_weight``) while they play the discriminator, so "low energy" keeps meaning "correct on source".
-* The generator keeps the source supervised loss (weight ``adapt_source_weight``) so the adapted stage stays
-  compatible with the frozen heads; set it to 0 for the paper's pure adversarial + CCR objective.
-* Edges come from Canny/Sobel (OpenCV) rather than a learned contour detector; the CCR loss is a per-pixel BCE.
-* ``adversarial: false`` (the "without energy adversary" ablation) freezes the ``T_t`` during adaptation: the
-  generator still lowers the target energy of fixed distillation networks, but no discriminator pushes back.
-* ``ccr_weight: 0`` (the "without CCR" ablation) builds no contour decoder and needs ``phases.ccr: 0``.
-
-Optimizers (manual optimization, one per player): ``base`` (encoder + heads), ``distillation`` (the ``T_t``),
-``ccr`` (contour decoder, when CCR is on) and ``adapt`` (the adapted stages). Energies and losses are computed in
-float32 (autocast off), so bf16 mixed precision is safe; gradients are clipped inside each step when
-``gradient_clip_val`` is set (Lightning's own clipping is unavailable with manual optimization). Under DDP use
-``strategy: ddp_find_unused_parameters_true``: every phase leaves some parameters without gradients.
-Optimizer steps count into ``trainer.global_step`` (2-3 per batch); phases follow batches, not ``global_step``.
-
-Two ways to run the phases: one run with all three (``phases: {source: 12, ccr: 1, adapt: 3}``, the benchmark
-config), or chained runs: ``phases: {source: 1, ccr: 1, adapt: 0}`` first, then ``phases: {source: 0, ccr: 0,
-adapt: 1}`` with ``source_checkpoint`` pointing at the first run's ``last.ckpt`` (a run without a source phase
-loads the encoder, heads, distillation networks and, unless it trains it, the CCR decoder from there).
+Each phase replays ``lr_schedule`` from its own start; energies are float32; one backward pass serves both players
+of a step (:class:`~umadapt.methods.players.Players`). ``docs/methods/umadapt.md`` explains the choices where the
+paper leaves room, the ablation switches and the chained-run recipe (``source_checkpoint``).
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from pytorch_lightning.cli import OptimizerCallable
 from torch import nn
 
+from umadapt.checkpoints import load_partial_state
 from umadapt.errors import ConfigError
-from umadapt.methods.base import HeadFactory, MultiTaskModel, _default_optimizer
+from umadapt.methods.base import MultiTaskModel
+from umadapt.methods.checks import check_non_negative, phase_schedule, stage_indices, task_subset
+from umadapt.methods.players import Players, require_find_unused_parameters
 from umadapt.nn.contour import ContourDecoder, contour_loss
 from umadapt.nn.cross_task import (
     CrossTaskDistillation,
@@ -90,8 +41,8 @@ from umadapt.nn.cross_task import (
     energy_discriminator_loss,
     energy_generator_loss,
 )
-from umadapt.schedules import training_progress
-from umadapt.weighting import LossWeighting
+from umadapt.nn.freeze import train_only
+from umadapt.weighting import FixedWeighting
 
 __all__ = ["PHASES", "UMAdapt"]
 
@@ -105,7 +56,7 @@ DEFAULT_PHASES = {"source": 8.0, "ccr": 1.0, "adapt": 3.0}
 class UMAdapt(MultiTaskModel):
     """UM-Adapt (see the module docstring for the losses and phases).
 
-    Args (besides those of :class:`~umadapt.methods.base.MultiTaskModel`):
+    Args (besides the base model's, passed on through ``**kwargs``):
         phases: relative lengths ``{source, ccr, adapt}`` of the phases (normalised by their sum; a missing key is
             0). With ``max_epochs`` equal to their sum, they are epochs.
         cross_tasks: the tasks taking part in cross-task distillation (two or more of the model's dense tasks;
@@ -120,10 +71,13 @@ class UMAdapt(MultiTaskModel):
         energy_weight: ``β``, weight of the target energy in the generator's objective.
         energy_margin: ``m`` of the discriminator's hinge ``max(0, m − E(x_t))``.
         adversarial: whether the distillation networks play the discriminator during adaptation.
-        distill_gt_weight: weight of the distillation networks' ground-truth loss in the discriminator's objective.
+        distill_gt_weight: ``w_gt``, weight of the distillation networks' ground-truth loss while they discriminate.
         adapt_stages: indices of the encoder stages (``encoder.stages``, finest first; negative from the end) that
             adapt; default ``[-1]``, the last.
         adapt_source_weight: ``w_s``, weight of the source supervised loss in the generator's objective.
+        adapt_with_target: whether the adaptation phase passes target images at all (default). ``false``, with
+            ``energy_weight: 0`` and ``ccr_weight: 0``, is the *extra training* control: the adapted stages go on
+            learning from source labels alone on UM-Adapt's schedule (BatchNorm sees no target image).
         target_label_weight: ``w_tl``, weight of the supervised loss on labelled target images (UM-Adapt-S, when
             the data module serves a ``target_labelled`` batch, see ``data.target_label_fraction``).
         adapt_optimizer: optimizer factory of the adapted stages (default: ``optimizer``).
@@ -134,16 +88,6 @@ class UMAdapt(MultiTaskModel):
 
     def __init__(
         self,
-        encoder: nn.Module,
-        tasks: list[str],
-        num_classes: int | None = None,
-        image_size: tuple[int, int] | None = None,
-        dense_head: HeadFactory | None = None,
-        classification_head: HeadFactory | None = None,
-        loss_weights: dict[str, float] | None = None,
-        optimizer: OptimizerCallable = _default_optimizer,
-        lr_schedule: str = "constant",
-        weighting: LossWeighting | None = None,
         phases: dict[str, float] | None = None,
         cross_tasks: list[str] | None = None,
         distillation_net: NetFactory | None = None,
@@ -157,54 +101,66 @@ class UMAdapt(MultiTaskModel):
         distill_gt_weight: float = 1.0,
         adapt_stages: list[int] | None = None,
         adapt_source_weight: float = 1.0,
+        adapt_with_target: bool = True,
         target_label_weight: float = 1.0,
         adapt_optimizer: OptimizerCallable | None = None,
         distillation_optimizer: OptimizerCallable | None = None,
         gradient_clip_val: float | None = None,
         source_checkpoint: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            encoder=encoder,
-            tasks=tasks,
-            num_classes=num_classes,
-            image_size=image_size,
-            dense_head=dense_head,
-            classification_head=classification_head,
-            loss_weights=loss_weights,
-            optimizer=optimizer,
-            lr_schedule=lr_schedule,
-            weighting=weighting,
-        )
+        super().__init__(**kwargs)
         self.require_shared_features(
             "UMAdapt", "adapts chosen stages of one encoder and regularizes its deepest features with CCR"
         )
         self.automatic_optimization = False
-        for name, value in (
-            ("consistency_weight", consistency_weight), ("ccr_weight", ccr_weight), ("energy_weight", energy_weight),
-            ("energy_margin", energy_margin), ("distill_gt_weight", distill_gt_weight),
-            ("adapt_source_weight", adapt_source_weight), ("target_label_weight", target_label_weight),
-        ):  # fmt: skip
-            if value < 0:
-                raise ConfigError(f"model.init_args.{name} must be >= 0, got {value}.")
+        if self.lr_multipliers:
+            raise ConfigError(
+                "UM-Adapt sets each player's optimizer itself (optimizer, adapt_optimizer, distillation_optimizer): "
+                "model.lr_multipliers is not supported; set those optimizers' learning rates instead."
+            )
+        check_non_negative(
+            consistency_weight=consistency_weight,
+            ccr_weight=ccr_weight,
+            energy_weight=energy_weight,
+            energy_margin=energy_margin,
+            distill_gt_weight=distill_gt_weight,
+            adapt_source_weight=adapt_source_weight,
+            target_label_weight=target_label_weight,
+        )
         if not 0.0 <= consistency_warmup <= 1.0:
             raise ConfigError(f"model.init_args.consistency_warmup must be in [0, 1], got {consistency_warmup}.")
         if gradient_clip_val is not None and gradient_clip_val <= 0:
             raise ConfigError(f"model.init_args.gradient_clip_val must be > 0 or null, got {gradient_clip_val}.")
-        self.phases = self._check_phases(phases, ccr_weight)
+        self.phase_schedule = phase_schedule(phases, PHASES, DEFAULT_PHASES, "model.init_args.phases")
+        self.phases = self.phase_schedule.lengths
+        if ccr_weight == 0 and self.phases["ccr"] > 0:
+            raise ConfigError(
+                "CCR is off (model.init_args.ccr_weight: 0), so there is no contour decoder to train: "
+                "set model.init_args.phases.ccr to 0."
+            )
         if self.phases["adapt"] > 0 and not (energy_weight or ccr_weight or adapt_source_weight or target_label_weight):
             raise ConfigError(
                 "The adaptation phase has nothing to minimise: energy_weight, ccr_weight, adapt_source_weight and "
                 "target_label_weight are all 0. Set one of them, or set model.init_args.phases.adapt to 0."
             )
-        self.cross_tasks = self._check_cross_tasks(cross_tasks)
+        if not adapt_with_target and (energy_weight > 0 or ccr_weight > 0):
+            raise ConfigError(
+                "model.init_args.adapt_with_target: false passes no target image in the adaptation phase, but the "
+                f"target energy (energy_weight={energy_weight}) and CCR (ccr_weight={ccr_weight}) need them: set both "
+                "to 0 (the extra-training control) or adapt_with_target: true."
+            )
+        dense = [t for t in self.tasks if self.task_specs[t].dense]
+        self.cross_tasks = task_subset(cross_tasks, self.tasks, dense, "model.init_args.cross_tasks", minimum=2)
         self.distillation = CrossTaskDistillation(
-            self.cross_tasks, num_classes, distillation_net, {t: self.loss_weights[t] for t in self.cross_tasks}
+            self.cross_tasks, self.num_classes, distillation_net, {t: self.loss_weights[t] for t in self.cross_tasks}
         )
         self.use_ccr = ccr_weight > 0
-        self.contour_decoder = (
-            (contour_decoder or ContourDecoder)(int(encoder.out_channels[-1]), 1) if self.use_ccr else None
-        )
-        self.adapt_stages = self._check_stages(encoder, adapt_stages)
+        deepest = int(self.encoder.out_channels[-1])
+        self.contour_decoder = (contour_decoder or ContourDecoder)(deepest, 1) if self.use_ccr else None
+        self.adapt_stages = stage_indices(self.encoder, adapt_stages, "model.init_args.adapt_stages", "UM-Adapt")
+        self.fixed_weighting = FixedWeighting()  # the adaptation phase's supervised terms: fixed loss_weights
+        self.fixed_weighting.bind(self)
         self.consistency_weight = float(consistency_weight)
         self.consistency_warmup = float(consistency_warmup)
         self.ccr_weight = float(ccr_weight)
@@ -213,129 +169,48 @@ class UMAdapt(MultiTaskModel):
         self.adversarial = bool(adversarial)
         self.distill_gt_weight = float(distill_gt_weight)
         self.adapt_source_weight = float(adapt_source_weight)
+        self.adapt_with_target = bool(adapt_with_target)
         self.target_label_weight = float(target_label_weight)
         self.adapt_optimizer_factory = adapt_optimizer
         self.distillation_optimizer_factory = distillation_optimizer
         self.gradient_clip_val = gradient_clip_val
         self.source_checkpoint = source_checkpoint
-        self._phase: str | None = None
-
-    # -- configuration checks -----------------------------------------------------------------------------------
-    @staticmethod
-    def _check_phases(phases: Mapping[str, float] | None, ccr_weight: float) -> dict[str, float]:
-        phases = dict(DEFAULT_PHASES if phases is None else phases)
-        unknown = sorted(set(phases) - set(PHASES))
-        if unknown:
-            raise ConfigError(f"model.init_args.phases names unknown phase(s) {unknown}; valid phases: {list(PHASES)}.")
-        lengths = {p: float(phases.get(p, 0.0)) for p in PHASES}
-        if any(v < 0 or not math.isfinite(v) for v in lengths.values()) or sum(lengths.values()) <= 0:
-            raise ConfigError(f"model.init_args.phases must be non-negative lengths with a positive sum, got {phases}.")
-        if ccr_weight == 0 and lengths["ccr"] > 0:
-            raise ConfigError(
-                "CCR is off (model.init_args.ccr_weight: 0), so there is no contour decoder to train: "
-                "set model.init_args.phases.ccr to 0."
-            )
-        total = sum(lengths.values())
-        return {p: v / total for p, v in lengths.items()}
-
-    def _check_cross_tasks(self, cross_tasks: list[str] | None) -> list[str]:
-        if cross_tasks is None:
-            cross_tasks = [t for t in self.tasks if self.task_specs[t].dense]
-        missing = [t for t in cross_tasks if t not in self.tasks]
-        if missing:
-            raise ConfigError(
-                f"model.init_args.cross_tasks names {missing}, which the model has no head for (its tasks: "
-                f"{self.tasks}). Drop it from cross_tasks or add it to data.tasks."
-            )
-        if len(set(cross_tasks)) < 2:
-            raise ConfigError(
-                f"Cross-task distillation needs at least two tasks, got cross_tasks={list(cross_tasks)} (model tasks: "
-                f"{self.tasks}). List two or more dense tasks in model.init_args.cross_tasks."
-            )
-        return list(cross_tasks)
-
-    @staticmethod
-    def _check_stages(encoder: nn.Module, adapt_stages: list[int] | None) -> list[int]:
-        stages = getattr(encoder, "stages", None)
-        if stages is None:
-            raise ConfigError(
-                f"UM-Adapt adapts chosen encoder stages, but {type(encoder).__name__} has no `stages` list; "
-                "use an encoder that exposes one (e.g. umadapt.nn.ResNetEncoder)."
-            )
-        count = len(stages)
-        chosen = [-1] if adapt_stages is None else list(adapt_stages)
-        if not chosen or any(not -count <= i < count for i in chosen):
-            raise ConfigError(
-                f"model.init_args.adapt_stages must be non-empty indices into the encoder's {count} stages "
-                f"(0..{count - 1}, or negative from the end), got {adapt_stages}."
-            )
-        return sorted({i % count for i in chosen})
+        self.players = Players()
 
     # -- phases -------------------------------------------------------------------------------------------------
-    def progress(self, batch_idx: int = 0) -> float:
-        """Training progress ``p`` in [0, 1], by batches: ``(epoch + batch_idx / batches) / max_epochs`` (optimizer
-        steps, and so ``global_step``, are several per batch here)."""
-        if self._trainer is None:
-            return 0.0
-        trainer = self.trainer
-        batches, max_epochs = trainer.num_training_batches, trainer.max_epochs
-        if not max_epochs or max_epochs < 1 or not batches or not math.isfinite(batches):
-            return training_progress(trainer)
-        return min(max((trainer.current_epoch + batch_idx / batches) / max_epochs, 0.0), 1.0)
-
-    def phase_at(self, progress: float) -> tuple[str, float]:
-        """The phase running at ``progress`` and the progress within it (in [0, 1))."""
-        start = 0.0
-        active = [p for p in PHASES if self.phases[p] > 0]
-        for phase in active:
-            length = self.phases[phase]
-            if progress < start + length or phase == active[-1]:
-                return phase, min(max((progress - start) / length, 0.0), 1.0)
-            start += length
-        raise AssertionError("unreachable: phases have a positive sum")
-
     def adapted_parameters(self) -> list[nn.Parameter]:
         """The parameters that learn during adaptation: those of the encoder stages in ``adapt_stages``."""
-        stages = self.encoder.stages
-        return [p for i in self.adapt_stages for p in stages[i].parameters()]
+        return [p for i in self.adapt_stages for p in self.encoder.stages[i].parameters()]
 
-    def _enter_phase(self, phase: str) -> None:
-        """Train/eval modes and ``requires_grad`` of every part for ``phase`` (idempotent; run every step, because
-        Lightning switches modes around validation)."""
-        trainable: list[nn.Module]
+    def _trainable(self, phase: str) -> list[nn.Module]:
+        """The parts that learn in ``phase``; everything else is frozen (no gradient, eval mode)."""
         if phase == "source":
-            self.train()
-            trainable = [self.encoder, self.heads, self.distillation, self.weighting]
-        elif phase == "ccr":
-            self.eval()
-            assert self.contour_decoder is not None
-            self.contour_decoder.train()
-            trainable = [self.contour_decoder]
-        else:
-            self.eval()
-            for i in self.adapt_stages:
-                self.encoder.stages[i].train()
-            trainable = [self.encoder.stages[i] for i in self.adapt_stages]
-            if self.adversarial and self.energy_weight > 0:
-                self.distillation.train()
-                trainable.append(self.distillation)
-        if self._phase != phase:
-            trainable_ids = {id(p) for m in trainable for p in m.parameters()}
-            for parameter in self.parameters():
-                parameter.requires_grad_(id(parameter) in trainable_ids)
-            self._phase = phase
+            return [self.encoder, self.heads, self.distillation, self.weighting]
+        if phase == "ccr":
+            return [self.contour_decoder]
+        adapted = [self.encoder.stages[i] for i in self.adapt_stages]
+        return adapted + ([self.distillation] if self.adversarial and self.energy_weight > 0 else [])
+
+    def uses_progress(self) -> bool:
+        """The phases (and each phase's learning-rate schedule and the consistency ramp) follow progress."""
+        return True
+
+    def optimizer_steps_per_batch(self) -> float:
+        """Optimizer steps per batch averaged over the phases (source: base + distillation networks; ccr: the
+        contour decoder; adapt: the adapted stages, + the distillation networks when adversarial), so that phases
+        follow batches under ``max_steps`` too (``global_step`` counts every player's step)."""
+        adversarial = self.adversarial and self.energy_weight > 0
+        steps = {"source": 2.0, "ccr": 1.0, "adapt": 2.0 if adversarial else 1.0}
+        return sum(length * steps[phase] for phase, length in self.phases.items())
 
     def on_train_end(self) -> None:
-        for parameter in self.parameters():
-            parameter.requires_grad_(True)
-        self._phase = None
+        self.requires_grad_(True)
 
-    # -- source checkpoint --------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if stage != "fit":
             return
-        self._check_strategy()
+        require_find_unused_parameters(self._trainer and self.trainer, "UM-Adapt")
         if self.phases["ccr"] > 0 and self._trainer is not None:
             datamodule = getattr(self.trainer, "datamodule", None)
             if datamodule is not None and getattr(datamodule, "edges", True) is None:
@@ -346,55 +221,32 @@ class UMAdapt(MultiTaskModel):
         if self.phases["source"] == 0:
             self.load_source_checkpoint()
 
-    def _check_strategy(self) -> None:
-        strategy = self.trainer.strategy if self._trainer is not None else None
-        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
-        if ddp_kwargs is not None and not ddp_kwargs.get("find_unused_parameters", False):
-            raise ConfigError(
-                "UM-Adapt leaves some parameters without gradients in every phase (frozen stages, the other player), "
-                "which plain DDP cannot reduce: use trainer.strategy: ddp_find_unused_parameters_true (or "
-                "ddp_spawn_find_unused_parameters_true)."
-            )
-
     def load_source_checkpoint(self) -> None:
         """Load the encoder, heads, distillation networks (and the CCR decoder, unless this run trains it) from
-        ``source_checkpoint`` (a file you trust: it is unpickled); a run without a source phase needs them."""
-        path = self.source_checkpoint
-        if not path:
+        ``source_checkpoint`` (read with ``weights_only=True``); a run without a source phase needs them."""
+        if not self.source_checkpoint:
             raise ConfigError(
                 "This UM-Adapt run has no source phase (model.init_args.phases.source: 0), so it needs the "
                 "source-phase checkpoint: set model.init_args.source_checkpoint to the last.ckpt of a run with a "
                 "source phase."
             )
-        if not Path(path).is_file():
-            raise ConfigError(
-                f"Source-phase checkpoint not found: {path!r} (model.init_args.source_checkpoint). Run the source "
-                "phase first (e.g. phases: {source: 1, ccr: 1, adapt: 0}) and point source_checkpoint at its "
-                "checkpoints/last.ckpt."
-            )
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        state = state.get("state_dict", state)
         prefixes = ["encoder.", "heads.", "distillation."]
         if self.contour_decoder is not None and self.phases["ccr"] == 0:
             prefixes.append("contour_decoder.")
-        own = self.state_dict()
-        wanted = [k for k in own if any(k.startswith(p) for p in prefixes)]
-        missing = [k for k in wanted if k not in state]
-        if missing:
-            parts = sorted({k.split(".")[0] for k in missing})
-            raise ConfigError(
-                f"The source-phase checkpoint {path!r} lacks {parts} (e.g. {missing[0]!r}): it was not written by a "
-                "UM-Adapt run whose phases trained them (the distillation networks come from the source phase, the "
-                "contour decoder from the ccr phase)."
-            )
-        self.load_state_dict({k: state[k] for k in wanted}, strict=False)
+        load_partial_state(
+            self,
+            self.source_checkpoint,
+            prefixes,
+            what="Source-phase checkpoint (model.init_args.source_checkpoint)",
+            hint="Point source_checkpoint at the checkpoints/last.ckpt of a UM-Adapt run whose phases trained them "
+            "(the distillation networks come from the source phase, the contour decoder from the ccr phase).",
+        )
 
     # -- optimisation -------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
+        base = [*self.encoder.parameters(), *self.heads.parameters(), *self.weighting.parameters()]
         optimizers = {
-            "base": self.optimizer_factory(
-                [*self.encoder.parameters(), *self.heads.parameters(), *self.weighting.parameters()]
-            ),
+            "base": self.optimizer_factory(base),
             "distillation": (self.distillation_optimizer_factory or self.optimizer_factory)(
                 self.distillation.parameters()
             ),
@@ -402,82 +254,51 @@ class UMAdapt(MultiTaskModel):
         }
         if self.contour_decoder is not None:
             optimizers["ccr"] = self.optimizer_factory(self.contour_decoder.parameters())
-        self._optimizer_names = list(optimizers)
-        for optimizer in optimizers.values():
-            for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-        return list(optimizers.values())
+        return self.players.configure(optimizers)
 
-    def _optimizer(self, name: str) -> Any:
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        names = getattr(self, "_optimizer_names", None) or ["base", "distillation", "adapt", "ccr"]
-        return optimizers[names.index(name)]
-
-    def _step(self, loss: torch.Tensor, names: Sequence[str], phase_progress: float) -> None:
-        """One update of the players ``names``: schedule their learning rates, one backward pass of ``loss`` (the
-        players' losses are built so that each reaches only its own parameters), clip each player's gradient,
-        step each optimizer."""
-        optimizers = [self._optimizer(name) for name in names]
-        factor = self.lr_schedule(phase_progress)
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-            optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        for name, optimizer in zip(names, optimizers):
-            if self.gradient_clip_val is not None:
-                self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
-            optimizer.step()
-            self.log(f"train/lr/{name}", optimizer.param_groups[0]["lr"])
+    def _step(self, loss: torch.Tensor, players: list[str], phase_progress: float) -> None:
+        self.players.step(self, loss, players, self.lr_schedule(phase_progress), self.gradient_clip_val)
 
     # -- training -----------------------------------------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Mapping[str, torch.Tensor]], batch_idx: int) -> None:
-        phase, phase_progress = self.phase_at(self.progress(batch_idx))
-        self._enter_phase(phase)
+        phase, phase_progress = self.phase_schedule.at(self.progress(batch_idx))
+        train_only(self, self._trainable(phase))  # every step: Lightning switches modes around validation
         self.log("train/phase", float(PHASES.index(phase)))
         {"source": self._source_step, "ccr": self._ccr_step, "adapt": self._adapt_step}[phase](batch, phase_progress)
 
-    def fixed_sum(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``Σ_t w_t L_t`` with ``loss_weights``: the supervised terms of the adaptation phase, where most shared
-        parameters are frozen (an adaptive ``weighting`` only acts in the source phase)."""
-        return sum(self.loss_weights[t] * loss for t, loss in losses.items())  # type: ignore[return-value]
+    def _labelled_target_loss(self, labelled: Mapping[str, torch.Tensor], predictions: dict) -> torch.Tensor:
+        """``w_tl Σ_t w_t L_t`` on the labelled target images (UM-Adapt-S); ``predictions`` are theirs."""
+        self.require_labels(labelled, "target_labelled")
+        losses = self.task_losses(predictions, labelled)
+        self.log_losses("target_labelled", losses, labelled["image"].shape[0])
+        return self.target_label_weight * self.fixed_weighting(losses, self)
 
-    def _labelled(self, batch: Mapping[str, torch.Tensor], domain: str) -> None:
-        missing = [t for t in self.tasks if t not in batch]
-        if missing:
-            raise KeyError(f"The {domain} batch has no labels for {missing} (keys: {sorted(batch)}).")
-
-    def _log_losses(self, prefix: str, losses: Mapping[str, torch.Tensor], batch_size: int) -> None:
-        for t, loss in losses.items():
-            self.log(f"{prefix}/{t}/loss", loss.detach(), batch_size=batch_size)
+    def _images(self, batch: Mapping[str, Mapping[str, torch.Tensor]], domains: list[str]) -> tuple[torch.Tensor, list]:
+        """The images of ``domains`` (plus labelled target images, UM-Adapt-S) as one batch, and the slices."""
+        if self.target_label_weight > 0 and "target_labelled" in batch:
+            domains = [*domains, "target_labelled"]
+        parts = [batch[d]["image"] for d in domains]
+        bounds = torch.tensor([0] + [p.shape[0] for p in parts]).cumsum(0).tolist()
+        return torch.cat(parts), [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def _source_step(self, batch: Mapping[str, Mapping[str, torch.Tensor]], phase_progress: float) -> None:
         """Base network: supervised loss + α · source energy against the (detached) transfers; distillation
         networks: their ground-truth loss on the (detached) predictions. One forward of each, one backward."""
         source = batch["source"]
-        self._labelled(source, "source")
-        labelled_target = batch.get("target_labelled") if self.target_label_weight > 0 else None
-        n = source["image"].shape[0]
-        images = source["image"] if labelled_target is None else torch.cat([source["image"], labelled_target["image"]])
+        self.require_labels(source, "source")
+        images, slices = self._images(batch, ["source"])
         every = self(images)
-        predictions = {t: p[:n] for t, p in every.items()}
+        predictions = {t: p[slices[0]] for t, p in every.items()}
+        base_loss = self.supervised_terms(predictions, source, "source")
+        if len(slices) > 1:
+            labelled = {t: p[slices[1]] for t, p in every.items()}
+            base_loss = base_loss + self._labelled_target_loss(batch["target_labelled"], labelled)
 
-        losses = self.task_losses(predictions, source)
-        base_loss = self.weighted_sum(losses)
-        self._log_losses("train/source", losses, n)
-        self.log("train/source/loss", base_loss.detach(), batch_size=n, prog_bar=True)
-        if labelled_target is not None:
-            self._labelled(labelled_target, "target_labelled")
-            target_losses = self.task_losses({t: p[n:] for t, p in every.items()}, labelled_target)
-            self._log_losses("train/target_labelled", target_losses, labelled_target["image"].shape[0])
-            base_loss = base_loss + self.target_label_weight * self.fixed_sum(target_losses)
-
+        n = source["image"].shape[0]
         transferred = self.distillation.transfer(predictions, detach_inputs=True)
         distill_losses = self.distillation.distillation_losses(predictions, source, transferred)
-        distill_loss = sum(self.distillation.weights[t] * v for t, v in distill_losses.items())
-        self._log_losses("train/distillation", distill_losses, n)
-        self.log("train/distillation/loss", distill_loss.detach(), batch_size=n)
+        distill_loss = self.distillation.weighted(distill_losses)
+        self.log_losses("distillation", distill_losses, n, distill_loss)
 
         warmup = self.consistency_warmup
         alpha = self.consistency_weight * (min(1.0, phase_progress / warmup) if warmup > 0 else 1.0)
@@ -490,7 +311,7 @@ class UMAdapt(MultiTaskModel):
 
     def _edges(self, batch: Mapping[str, torch.Tensor], domain: str) -> torch.Tensor:
         if EDGES not in batch:
-            raise KeyError(
+            raise ConfigError(
                 f"CCR needs the image edge maps, but the {domain} batch has no {EDGES!r} key (keys: {sorted(batch)}); "
                 "set data.init_args.image_edges (e.g. canny)."
             )
@@ -511,36 +332,34 @@ class UMAdapt(MultiTaskModel):
         terms see the distillation networks with ``requires_grad`` off, the discriminator's see detached
         predictions, so each loss reaches only its own player."""
         source, target = batch["source"], batch["target"]
-        labelled_target = batch.get("target_labelled") if self.target_label_weight > 0 else None
+        domains = ["source", "target"] if self.adapt_with_target else ["source"]
+        images, slices = self._images(batch, domains)
+        s, t = slices[0], slices[1] if self.adapt_with_target else slice(0, 0)
         ns, nt = source["image"].shape[0], target["image"].shape[0]
-        parts = [source["image"], target["image"]] + ([] if labelled_target is None else [labelled_target["image"]])
-        images = torch.cat(parts)
         size = tuple(images.shape[-2:])
         adversarial = self.adversarial and self.energy_weight > 0
 
         self.distillation.requires_grad_(False)
         features = self.features(images)
         every = self.decode(features, size)
-        predictions_s = {t: p[:ns] for t, p in every.items()}
-        predictions_t = {t: p[ns : ns + nt] for t, p in every.items()}
+        predictions_s = {k: p[s] for k, p in every.items()}
+        predictions_t = {k: p[t] for k, p in every.items()}
 
         generator_loss = torch.zeros((), device=images.device)
         if self.adapt_source_weight > 0:
-            self._labelled(source, "source")
-            supervised = self.fixed_sum(self.task_losses(predictions_s, source))
+            self.require_labels(source, "source")
+            supervised = self.fixed_weighting(self.task_losses(predictions_s, source), self)
             self.log("train/source/loss", supervised.detach(), batch_size=ns, prog_bar=True)
             generator_loss = generator_loss + self.adapt_source_weight * supervised
-        if labelled_target is not None:
-            self._labelled(labelled_target, "target_labelled")
-            target_losses = self.task_losses({t: p[ns + nt :] for t, p in every.items()}, labelled_target)
-            generator_loss = generator_loss + self.target_label_weight * self.fixed_sum(target_losses)
+        if len(slices) > len(domains):
+            labelled = {k: p[slices[-1]] for k, p in every.items()}
+            generator_loss = generator_loss + self._labelled_target_loss(batch["target_labelled"], labelled)
         if self.energy_weight > 0:
             energy_target = energy_generator_loss(self.distillation.energy(predictions_t))
             generator_loss = generator_loss + self.energy_weight * energy_target
             self.log("train/energy/target", energy_target.detach(), batch_size=nt, prog_bar=True)
         if self.contour_decoder is not None:
-            edges = self._edges(target, "target")
-            ccr = contour_loss(self.contour_decoder(features[-1][ns : ns + nt], size), edges)
+            ccr = contour_loss(self.contour_decoder(features[-1][t], size), self._edges(target, "target"))
             generator_loss = generator_loss + self.ccr_weight * ccr
             self.log("train/ccr/target/loss", ccr.detach(), batch_size=nt)
         self.log("train/generator/loss", generator_loss.detach(), batch_size=nt)
@@ -549,19 +368,17 @@ class UMAdapt(MultiTaskModel):
             return
 
         self.distillation.requires_grad_(True)
-        detached = {t: torch.cat([p[:ns], p[ns : ns + nt]]).detach() for t, p in every.items()}
+        detached = {k: torch.cat([p[s], p[t]]).detach() for k, p in every.items()}
         transferred = self.distillation.transfer(detached)
         energies = self.distillation.energy(detached, transferred)
         energy_s, energy_t = energies[:ns], energies[ns:]
         discriminator_loss = energy_discriminator_loss(energy_s, energy_t, self.energy_margin)
         if self.distill_gt_weight > 0:
-            self._labelled(source, "source")
+            self.require_labels(source, "source")
             gt = self.distillation.distillation_losses(
-                {t: p[:ns] for t, p in detached.items()}, source, {t: p[:ns] for t, p in transferred.items()}
+                {k: p[:ns] for k, p in detached.items()}, source, {k: p[:ns] for k, p in transferred.items()}
             )
-            discriminator_loss = discriminator_loss + self.distill_gt_weight * sum(
-                self.distillation.weights[t] * v for t, v in gt.items()
-            )
+            discriminator_loss = discriminator_loss + self.distill_gt_weight * self.distillation.weighted(gt)
         self.log("train/energy/source", energy_s.mean().detach(), batch_size=ns, prog_bar=True)
         self.log("train/discriminator/loss", discriminator_loss.detach(), batch_size=ns)
         self._step(generator_loss + discriminator_loss, ["adapt", "distillation"], phase_progress)

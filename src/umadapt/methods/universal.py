@@ -16,17 +16,17 @@ as in the authors' NYUD-v2 code (per-pixel channel normalisation, squared distan
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from umadapt.checkpoints import read_checkpoint
 from umadapt.errors import ConfigError
-from umadapt.methods.base import HeadFactory, MultiTaskModel, _default_optimizer, task_features
-from umadapt.weighting import LossWeighting
+from umadapt.methods.base import METRIC_NAMES, MultiTaskModel, task_features
+from umadapt.ops import normalize_channels
 
 __all__ = ["AdapterFactory", "FeatureAdapter", "UniversalRepresentations", "feature_distillation_loss"]
 
@@ -36,15 +36,15 @@ AdapterFactory = Callable[[int, int], nn.Module]
 
 def feature_distillation_loss(student: Tensor, teacher: Tensor, eps: float = 1e-12) -> Tensor:
     """``mean_{b,h,w} || s / ||s||₂ - t / ||t||₂ ||₂²`` with the norms taken over channels (dim 1) at every
-    position: the universal-representations feature distance. 0 when the features agree up to a positive scale per position,
-    at most 4. Computed in float32."""
+    position: the universal-representations feature distance. 0 when the features agree up to a positive scale per
+    position, at most 4. Computed in float32."""
     if student.shape != teacher.shape:
         raise ValueError(
             f"feature_distillation_loss: student features {tuple(student.shape)} and teacher features "
             f"{tuple(teacher.shape)} differ in shape."
         )
-    s = F.normalize(student.float(), p=2, dim=1, eps=eps)
-    t = F.normalize(teacher.float(), p=2, dim=1, eps=eps)
+    s = normalize_channels(student.float(), eps=eps)
+    t = normalize_channels(teacher.float(), eps=eps)
     return (s - t).pow(2).sum(dim=1).mean()
 
 
@@ -74,9 +74,10 @@ class UniversalRepresentations(MultiTaskModel):
     """Multi-task student distilled from frozen single-task teachers through per-task adapters.
 
     Trains on the labelled source batch (like :class:`~umadapt.methods.SourceOnly`); the target batch is not used.
-    Logs ``train/distill/<task>`` besides the usual task losses and weights.
+    Logs ``train/distillation/<task>/loss`` and their weighted sum ``train/distillation/loss`` besides the usual task
+    losses and weights.
 
-    Args (besides those of :class:`~umadapt.methods.base.MultiTaskModel`):
+    Args (besides the base model's, passed on through ``**kwargs``):
         teachers: ``{task: path to a .ckpt}`` with one teacher per task, e.g. the ``last.ckpt`` of the single-task
             runs (``experiments/mtl/single_<task>.yaml``). Loaded (on CPU first, then moved with the data) when
             ``fit`` starts; ``test``/``predict`` of a trained student do not need them. Each teacher must predict
@@ -89,30 +90,24 @@ class UniversalRepresentations(MultiTaskModel):
             of the small CPU encoder constrained it more and validated worse than the last level alone.)
         adapter: factory of the adapters ``A_t`` from ``(student_channels, teacher_channels)``; default
             :class:`FeatureAdapter` (a 1x1 convolution).
+        adapter_lr: learning rate of the adapters, in their own parameter group of ``optimizer`` (default: the
+            optimizer's). The authors' code trains adapters much faster than the student (Adam 1e-2 with weight
+            decay 5e-4 for adapters, 1e-4 for the student).
+        adapter_weight_decay: weight decay of the adapters' group (default: the optimizer's).
     """
 
     def __init__(
         self,
-        encoder: nn.Module,
-        tasks: list[str],
-        num_classes: int | None = None,
-        image_size: tuple[int, int] | None = None,
-        dense_head: HeadFactory | None = None,
-        classification_head: HeadFactory | None = None,
-        loss_weights: dict[str, float] | None = None,
-        optimizer: OptimizerCallable = _default_optimizer,
-        lr_schedule: str = "constant",
-        weighting: LossWeighting | None = None,
         teachers: dict[str, str] | None = None,
         distill_weights: dict[str, float] | None = None,
         distill_weight: float = 1.0,
         feature_levels: list[int] | None = None,
         adapter: AdapterFactory | None = None,
+        adapter_lr: float | None = None,
+        adapter_weight_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            encoder, tasks, num_classes, image_size, dense_head, classification_head, loss_weights, optimizer,
-            lr_schedule, weighting,
-        )
+        super().__init__(**kwargs)
         self.require_shared_features("UniversalRepresentations", "distils every teacher into one shared representation")
         self.teacher_paths = dict(teachers or {})
         if self.teacher_paths:
@@ -122,7 +117,7 @@ class UniversalRepresentations(MultiTaskModel):
         if unknown:
             raise ConfigError(f"model.distill_weights names {unknown}, which are not among the tasks {self.tasks}.")
         self.distill_weights = {t: float(distill_weights.get(t, distill_weight)) for t in self.tasks}
-        num_levels = len(encoder.out_channels)
+        num_levels = len(self.encoder.out_channels)
         levels = [num_levels - 1] if feature_levels is None else [int(level) for level in feature_levels]
         bad = [level for level in levels if not -num_levels <= level < num_levels]
         if bad or not levels:
@@ -132,7 +127,7 @@ class UniversalRepresentations(MultiTaskModel):
             )
         self.feature_levels = sorted({level % num_levels for level in levels})
         adapter = adapter or FeatureAdapter
-        channels = list(encoder.out_channels)
+        channels = list(self.encoder.out_channels)
         self.adapters = nn.ModuleDict(
             {
                 t: nn.ModuleList(adapter(channels[level], channels[level]) for level in self.feature_levels)
@@ -140,6 +135,24 @@ class UniversalRepresentations(MultiTaskModel):
             }
         )
         self._teachers: dict[str, MultiTaskModel] = {}  # a plain dict: teachers are neither trained nor saved
+        for name, value in (("adapter_lr", adapter_lr), ("adapter_weight_decay", adapter_weight_decay)):
+            if value is not None and value < 0:
+                raise ConfigError(f"model.init_args.{name} must be >= 0 or null, got {value}.")
+        if self.lr_multipliers and (adapter_lr is not None or adapter_weight_decay is not None):
+            raise ConfigError(
+                "Set the adapters' learning rate with model.lr_multipliers ({adapters: ...}) or with adapter_lr / "
+                "adapter_weight_decay, not both."
+            )
+        self.adapter_group = {
+            k: float(v) for k, v in (("lr", adapter_lr), ("weight_decay", adapter_weight_decay)) if v is not None
+        }
+
+    def parameter_groups(self) -> dict[str, dict[str, float]]:
+        """The base's groups, plus the adapters' own when ``adapter_lr`` or ``adapter_weight_decay`` is set."""
+        groups = super().parameter_groups()
+        if self.adapter_group:
+            groups["adapters"] = dict(self.adapter_group)
+        return groups
 
     # -- teachers -----------------------------------------------------------------------------------------------
     def _check_teacher_tasks(self) -> None:
@@ -174,7 +187,8 @@ class UniversalRepresentations(MultiTaskModel):
                     f"Teacher checkpoint for {task!r} not found: {str(path)!r}. Train a single-task model first "
                     f"(e.g. experiments/mtl/single_{task}.yaml) and pass its checkpoints/last.ckpt."
                 )
-            teacher = MultiTaskModel.load_from_checkpoint(path, map_location="cpu")
+            read_checkpoint(path, f"Teacher checkpoint for {task!r}")  # refuses unsafe or unreadable files
+            teacher = MultiTaskModel.load_from_checkpoint(path, map_location="cpu", weights_only=True)
             self.check_teacher(task, teacher, str(path))
             teacher.eval()
             teacher.requires_grad_(False)
@@ -247,21 +261,13 @@ class UniversalRepresentations(MultiTaskModel):
 
     def training_step(self, batch: Mapping[str, Mapping[str, Tensor]], batch_idx: int) -> Tensor:
         source = batch["source"]
-        missing = [t for t in self.tasks if t not in source]
-        if missing:
-            raise KeyError(f"The source batch has no labels for {missing} (keys: {sorted(source)}).")
+        self.require_labels(source, "source")
         image = source["image"]
         features = self.features(image)
-        losses = self.task_losses(self.decode(features, tuple(image.shape[-2:])), source)
-        supervised = self.weighted_sum(losses)
+        supervised = self.supervised_terms(self.decode(features, tuple(image.shape[-2:])), source, "source")
         distill = self.distillation_losses(features, image)
-        total = supervised + sum(self.distill_weights[t] * d for t, d in distill.items())
-        size = image.shape[0]
-        for t in self.tasks:
-            self.log(f"train/source/{t}/loss", losses[t].detach(), batch_size=size)
-            self.log(f"train/distill/{t}", distill[t].detach(), batch_size=size)
-        for t, weight in self.weighting.last_weights.items():
-            self.log(f"train/weights/{t}", weight, batch_size=size)
-        self.log("train/source/loss", supervised.detach(), batch_size=size)
-        self.log("train/loss", total.detach(), batch_size=size, prog_bar=True)
+        distill_total = sum(self.distill_weights[t] * d for t, d in distill.items())
+        total = supervised + distill_total
+        self.log_losses("distillation", distill, image.shape[0], distill_total)
+        self.log(METRIC_NAMES["total"], total.detach(), batch_size=image.shape[0], prog_bar=True)
         return total

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from umadapt.ops import channel_argmax
+
 __all__ = ["ClassificationMetrics", "CLASSIFICATION_KEYS"]
 
 CLASSIFICATION_KEYS = ("accuracy", "mean_acc")
@@ -43,7 +45,9 @@ class ClassificationMetrics(Metric):
     def update(self, preds: Tensor, target: Tensor) -> None:  # type: ignore[override]
         name = type(self).__name__
         if target.ndim != 1 or target.is_floating_point() or target.is_complex():
-            raise ValueError(f"{name}: expected an integer target of shape [B], got {tuple(target.shape)} {target.dtype}.")
+            raise ValueError(
+                f"{name}: expected an integer target of shape [B], got {tuple(target.shape)} {target.dtype}."
+            )
         (b,) = target.shape
         preds = preds.detach()
         if preds.ndim == 2:
@@ -51,15 +55,19 @@ class ClassificationMetrics(Metric):
                 raise ValueError(
                     f"{name}: expected logits of shape [B, C] = {(b, self.num_classes)}, got {tuple(preds.shape)}."
                 )
-            labels = preds.argmax(dim=1)
+            labels = channel_argmax(preds)
         elif preds.ndim == 1:
             if preds.shape != target.shape:
-                raise ValueError(f"{name}: expected predicted labels of shape {(b,)} (= target), got {tuple(preds.shape)}.")
+                raise ValueError(
+                    f"{name}: expected predicted labels of shape {(b,)} (= target), got {tuple(preds.shape)}."
+                )
             if preds.is_floating_point() or preds.is_complex():
                 raise ValueError(f"{name}: expected integer predicted labels [B], got dtype {preds.dtype}.")
             labels = preds.long()
         else:
-            raise ValueError(f"{name}: expected preds of shape [B, C] (logits) or [B] (labels), got {tuple(preds.shape)}.")
+            raise ValueError(
+                f"{name}: expected preds of shape [B, C] (logits) or [B] (labels), got {tuple(preds.shape)}."
+            )
         target = target.detach().long()
         if self.ignore_index is not None:
             keep = target != self.ignore_index

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["LOWER_IS_BETTER", "HIGHER_IS_BETTER", "is_lower_better", "delta_mtl", "gap_closed"]
 
@@ -55,13 +55,16 @@ def delta_mtl(
     lower_is_better: Iterable[str] | Callable[[str], bool] = is_lower_better,
     *,
     metrics: Iterable[str] | None = None,
+    by_task: bool = False,
 ) -> float:
     """Multi-task performance change Delta_MTL (Maninis et al., CVPR 2019; Vandenhende et al., TPAMI 2021), percent.
 
     ``Delta_MTL = 1/K * sum_k (-1)^{l_k} * 100 * (M_k - R_k) / R_k`` over the ``K`` metrics, where ``M_k`` is the
     model's value, ``R_k`` the reference's (usually the single-task baselines), and ``l_k = 1`` if lower is better
-    for metric ``k``. Positive means better than the reference on average. The average is taken over **metrics**
-    (every key counts once), not first over metrics within a task and then over tasks.
+    for metric ``k``. Positive means better than the reference on average. By default the average is taken over
+    **metrics** (every key counts once); with ``by_task`` it is taken within each task first, then over tasks
+    (``1/T sum_t 1/K_t sum_{k in t} ...``, as LibMTL does), so a task with many metrics weighs as much as one with a
+    single metric. A metric's task is its name up to the last ``/`` (``depth/rmse`` -> ``depth``).
 
     Args:
         results: metric name -> value of the model under evaluation (floats or scalar tensors).
@@ -85,18 +88,20 @@ def delta_mtl(
     missing = [n for n in names if n not in results]
     if missing:
         raise KeyError(f"Metrics missing from the results: {missing} (results have {sorted(results)}).")
-    total = 0.0
+    changes: dict[str, list[float]] = {}
     for name in names:
         value, ref = float(results[name]), float(reference[name])
         if ref == 0:
             raise ValueError(f"Reference value of {name!r} is 0: the relative change is undefined.")
         change = 100.0 * (value - ref) / ref
-        total += -change if lower(name) else change
-    return total / len(names)
+        group = name.rsplit("/", 1)[0] if by_task and "/" in name else name
+        changes.setdefault(group, []).append(-change if lower(name) else change)
+    return sum(sum(c) / len(c) for c in changes.values()) / len(changes)
 
 
 def gap_closed(method: float, source_only: float, oracle: float, lower_is_better: bool) -> float:
-    """Fraction of the source-only -> oracle gap that ``method`` closes: ``(method - source_only) / (oracle - source_only)``.
+    """Fraction of the source-only -> oracle gap that ``method`` closes:
+    ``(method - source_only) / (oracle - source_only)``.
 
     Returned as a **fraction** (``1.0`` = matches the oracle, ``0.0`` = no better than source-only; it can be
     negative or exceed 1); multiply by 100 for percent. The ratio is the same for either direction of metric, e.g.

@@ -7,6 +7,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from umadapt.metrics.depth import check_same_shape
+from umadapt.ops import channel_norm
 
 __all__ = ["NormalMetrics", "NORMAL_KEYS"]
 
@@ -69,12 +70,12 @@ class NormalMetrics(Metric):
     def angular_error(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Per-pixel angular error in degrees (float64) of the valid pixels, and the ``[B, H, W]`` validity mask."""
         target = target.detach()
-        t_norm = torch.linalg.vector_norm(target, dim=1)
+        t_norm = channel_norm(target)
         valid = torch.isfinite(target).all(dim=1) & (t_norm > 0.5)
         t = target.permute(0, 2, 3, 1)[valid].to(torch.float64)
         p = pred.detach().permute(0, 2, 3, 1)[valid].to(torch.float64)
-        t = t / torch.linalg.vector_norm(t, dim=1, keepdim=True)
-        p = p / torch.linalg.vector_norm(p, dim=1, keepdim=True).clamp_min(1e-12)
+        t = t / channel_norm(t, keepdim=True)
+        p = p / channel_norm(p, keepdim=True).clamp_min(1e-12)
         cos = (p * t).sum(dim=1).clamp(-1.0, 1.0)
         return torch.rad2deg(torch.acos(cos)), valid
 

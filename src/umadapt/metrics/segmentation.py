@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from umadapt.ops import channel_argmax
 from umadapt.samples import IGNORE_INDEX
 
 __all__ = ["SegmentationMetrics", "SEGMENTATION_KEYS", "per_class_iou", "confusion_matrix_scores"]
@@ -76,9 +77,7 @@ class SegmentationMetrics(Metric):
             raise ValueError(f"ignore_index={ignore_index} collides with a class id in [0, {num_classes}).")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.add_state(
-            "confmat", torch.zeros(num_classes, num_classes, dtype=torch.int64), dist_reduce_fx="sum"
-        )
+        self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.int64), dist_reduce_fx="sum")
 
     def _labels(self, preds: Tensor, target: Tensor) -> Tensor:
         name = type(self).__name__
@@ -93,7 +92,7 @@ class SegmentationMetrics(Metric):
                     f"{name}: expected logits of shape [B, C, H, W] = {(b, self.num_classes, h, w)} "
                     f"(target {tuple(target.shape)}, num_classes={self.num_classes}), got {tuple(preds.shape)}."
                 )
-            return preds.argmax(dim=1)
+            return channel_argmax(preds)
         if preds.ndim == 3:
             if preds.shape != target.shape:
                 raise ValueError(
@@ -110,7 +109,9 @@ class SegmentationMetrics(Metric):
     def update(self, preds: Tensor, target: Tensor) -> None:  # type: ignore[override]
         labels = self._labels(preds.detach(), target).long()
         target = target.detach().long()
-        valid = target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+        valid = (
+            target != self.ignore_index if self.ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+        )
         t = target[valid]
         p = labels[valid]
         if t.numel():

@@ -1,19 +1,20 @@
 """Plain ``nn.Module`` building blocks (encoders and task heads), injectable from YAML through ``class_path``."""
 
-from umadapt.nn.decoders import ClassificationHead, DenseDecoder
 from umadapt.nn.adversaries import (
     DomainAdversary,
     FeatureDiscriminator,
+    MultiScaleDiscriminator,
     OutputDiscriminator,
     SpatialDiscriminator,
     domain_adversarial_loss,
 )
-from umadapt.nn.digits import DigitEncoder, MLPClassificationHead
-from umadapt.nn.gradient_reversal import GradientReversal, grad_reverse
-from umadapt.nn.encoders import ResNetEncoder, TinyResNetEncoder
-from umadapt.nn.multitask import CrossStitchEncoder, CrossStitchUnit, ProgressiveEncoder
 from umadapt.nn.contour import ContourDecoder
 from umadapt.nn.cross_task import CrossTaskDistillation, CrossTaskNet
+from umadapt.nn.decoders import ClassificationHead, DenseDecoder
+from umadapt.nn.digits import DigitEncoder, MLPClassificationHead
+from umadapt.nn.encoders import ResNetEncoder, TinyResNetEncoder
+from umadapt.nn.gradient_reversal import GradientReversal, grad_reverse
+from umadapt.nn.multitask import CrossStitchEncoder, CrossStitchUnit, ProgressiveEncoder
 
 __all__ = ["ClassificationHead", "DenseDecoder", "ResNetEncoder", "TinyResNetEncoder"]
 __all__ += [
@@ -22,6 +23,7 @@ __all__ += [
     "FeatureDiscriminator",
     "GradientReversal",
     "MLPClassificationHead",
+    "MultiScaleDiscriminator",
     "OutputDiscriminator",
     "SpatialDiscriminator",
     "domain_adversarial_loss",

@@ -8,6 +8,8 @@ adversary                   ``level``     sees                                  
 ==========================  ============  ===============================================  ======================
 :class:`FeatureDiscriminator` features    one encoder feature, average-pooled to a grid     ``[B, 1]``
 :class:`SpatialDiscriminator` features    one encoder feature map, every location           ``[B, 1, h, w]``
+:class:`MultiScaleDiscriminator` features  several encoder feature maps, one spatial          ``[B, S, h, w]``
+                                          discriminator each, logits on the coarsest grid
 :class:`OutputDiscriminator`  outputs     the task predictions (class probabilities,         ``[B, 1, h', w']`` or
                                           depth, normals), concatenated on channels          ``[B, 1]``
 ==========================  ============  ===============================================  ======================
@@ -23,7 +25,8 @@ computed with ``BCEWithLogits`` in float32 with autocast disabled, whatever the 
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +36,7 @@ __all__ = [
     "ADVERSARY_LEVELS",
     "DomainAdversary",
     "FeatureDiscriminator",
+    "MultiScaleDiscriminator",
     "OutputDiscriminator",
     "SpatialDiscriminator",
     "domain_adversarial_loss",
@@ -151,6 +155,52 @@ class SpatialDiscriminator(DomainAdversary):
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         """Domain logits ``[B, 1, h, w]``, one per location of ``features[feature_index]``."""
         return self.classifier(features[self.feature_index])
+
+
+class MultiScaleDiscriminator(DomainAdversary):
+    """Multi-scale feature alignment for dense tasks: one :class:`SpatialDiscriminator` per chosen encoder scale (the
+    dense decoder reads every scale, so aligning only the coarsest leaves the finer ones free to differ).
+
+    Each scale's per-location logits are average-pooled to the grid of the coarsest chosen scale and stacked on the
+    channels, so every scale weighs the same in the domain loss (a finer map does not count 4x or 16x because it has
+    more locations); a pooled logit is the discriminator's decision on that region of the finer map.
+
+    Args:
+        in_channels: channels of the encoder's features, finest first.
+        hidden: channels of each discriminator's hidden convolutions.
+        feature_indices: the scales to align (default: every one).
+        kernel_size: odd kernel size of every convolution.
+    """
+
+    level: ClassVar[str] = "features"
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        hidden: int | list[int] = 64,
+        feature_indices: list[int] | None = None,
+        kernel_size: int = 1,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        channels = _channels(in_channels, name)
+        indices = list(range(len(channels))) if feature_indices is None else [int(i) for i in feature_indices]
+        if not indices:
+            raise ValueError(f"{name}: feature_indices must name at least one scale, got {feature_indices}.")
+        for index in indices:
+            _pick(channels, index, name)  # a clear error for an index out of range
+        resolved = [i % len(channels) for i in indices]
+        if len(set(resolved)) != len(resolved):
+            raise ValueError(f"{name}: feature_indices {indices} name a scale twice.")
+        self.feature_indices = resolved
+        self.discriminators = nn.ModuleList(
+            SpatialDiscriminator(channels, hidden, feature_index=i, kernel_size=kernel_size) for i in resolved
+        )
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        """Domain logits ``[B, S, h, w]``: scale ``s``'s logits pooled to the coarsest chosen scale's ``h x w``."""
+        coarsest = features[max(self.feature_indices)].shape[-2:]
+        return torch.cat([F.adaptive_avg_pool2d(d(features), coarsest) for d in self.discriminators], dim=1)
 
 
 class OutputDiscriminator(DomainAdversary):

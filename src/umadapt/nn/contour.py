@@ -6,7 +6,7 @@ feature only, so its loss measures how much image content that feature still hol
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -21,7 +21,7 @@ energy-based adversary (EBGAN-style, Zhao et al. 2017, as UM-Adapt uses it).
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -217,8 +217,7 @@ class CrossTaskDistillation(nn.Module):
 
     def energy(self, predictions: Mapping[str, Tensor], transferred: Mapping[str, Tensor] | None = None) -> Tensor:
         """The per-sample energy ``E(x) = Σ_t w_t d_t(ŷ_t, T_t(ŷ_¬t))``, float32 ``[B]``."""
-        distances = self.distances(predictions, transferred)
-        return sum(self.weights[t] * d for t, d in distances.items())  # type: ignore[return-value]
+        return self.weighted(self.distances(predictions, transferred))
 
     def distillation_losses(
         self,
@@ -237,7 +236,6 @@ class CrossTaskDistillation(nn.Module):
             transferred = self.transfer(predictions, detach_inputs=True)
         return {t: self.specs[t].loss(transferred[t], batch[t]).float() for t in self.tasks}
 
-    def distillation_loss(self, predictions: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> Tensor:
-        """``Σ_t w_t L_t(T_t(ŷ_¬t), y_t)`` (see :meth:`distillation_losses`)."""
-        losses = self.distillation_losses(predictions, batch)
-        return sum(self.weights[t] * loss for t, loss in losses.items())  # type: ignore[return-value]
+    def weighted(self, terms: Mapping[str, Tensor]) -> Tensor:
+        """``Σ_t w_t terms_t``: the energy from the distances, the distillation loss from the losses."""
+        return sum(self.weights[t] * term for t, term in terms.items())  # type: ignore[return-value]

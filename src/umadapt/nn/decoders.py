@@ -8,7 +8,7 @@ head is called the same way, ``head(features, size)``, where ``features`` is the
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,8 @@ class DenseDecoder(nn.Module):
             raise ValueError(f"DenseDecoder: out_channels and hidden must be positive, got {out_channels}, {hidden}.")
         if reductions is not None and len(reductions) != len(self.in_channels):
             raise ValueError(
-                f"DenseDecoder: reductions {list(reductions)} must have one entry per feature ({len(self.in_channels)})."
+                f"DenseDecoder: reductions {list(reductions)} must have one entry per feature "
+                f"({len(self.in_channels)})."
             )
         self.out_channels = int(out_channels)
         self.hidden = int(hidden)

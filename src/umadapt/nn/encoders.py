@@ -26,9 +26,8 @@ All constructor arguments are primitives so the encoder can be injected from YAM
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["ARCHITECTURES", "BasicBlock", "Bottleneck", "ResNetEncoder", "TinyResNetEncoder"]
@@ -166,7 +165,9 @@ class ResNetEncoder(nn.Module):
 
         self._init_weights(zero_init_residual)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self._inplanes != planes * block.expansion:
             downsample = nn.Sequential(

@@ -24,12 +24,13 @@ In YAML::
 from __future__ import annotations
 
 import copy
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from umadapt.errors import ConfigError
+from umadapt.nn.freeze import freeze
 
 __all__ = ["CrossStitchEncoder", "CrossStitchUnit", "ProgressiveEncoder"]
 
@@ -228,14 +229,13 @@ class ProgressiveEncoder(_PerTaskEncoder):
         self._check_bound()
         self.active = None if task is None else self.column_index(task)
         for k, (column, lateral) in enumerate(zip(self.columns, self.laterals)):
-            trainable = self.active is None or k == self.active
-            column.requires_grad_(trainable)
-            lateral.requires_grad_(trainable)
-        self.train(self.training)
+            frozen = self.active is not None and k != self.active
+            freeze(column, frozen, training=self.training)
+            freeze(lateral, frozen, training=self.training)
 
-    def train(self, mode: bool = True) -> "ProgressiveEncoder":
+    def train(self, mode: bool = True) -> ProgressiveEncoder:
         super().train(mode)
-        if mode and self.active is not None:
+        if mode and self.active is not None:  # keep the frozen columns' BatchNorm statistics fixed
             for k, (column, lateral) in enumerate(zip(self.columns, self.laterals)):
                 if k != self.active:
                     column.eval()

@@ -1,0 +1,179 @@
+"""The benchmark registry: ``experiments/benchmarks.yaml`` read into validated :class:`Benchmark` records.
+
+A method is a YAML *stack*: the benchmark's base config, the method file, then optional delta files (an ablation
+lists only the keys it changes), composed in order as ``--config`` files. :func:`config_stacks` gives the stack of
+every YAML that ends one, so tests compose each file as the benchmarks do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from umadapt.errors import ConfigError
+from umadapt.metrics import is_lower_better
+
+__all__ = ["REGISTRY_PATH", "Benchmark", "config_stacks", "get_benchmark", "load_registry"]
+
+REGISTRY_PATH = Path(__file__).resolve().parents[3] / "experiments" / "benchmarks.yaml"
+"""The registry of the source tree (an installed package falls back to ``./experiments/benchmarks.yaml``)."""
+
+REQUIRED = ("base", "methods", "headline")
+OPTIONAL = ("reference", "oracle", "domain", "domains", "published", "pairs", "extra_report")
+OPTIONAL += ("single_task", "teacher_methods", "epoch_scale")  # the multi-task benchmark (umadapt.bench.mtl)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark of the registry; paths are relative to ``root`` (the repository root)."""
+
+    name: str
+    root: Path
+    base: str
+    methods: dict[str, tuple[str, ...]]
+    """Method name -> the files stacked after ``base``."""
+    headline: dict[str, str]
+    reference: str = "source_only"
+    oracle: str | None = "oracle"
+    domain: str = "target"
+    domains: tuple[str, ...] = ("target",)
+    published: dict[str, str] = field(default_factory=dict)
+    pairs: tuple[tuple[str, str], ...] = ()
+    extra_report: str | None = None
+    single_task: dict[str, str] = field(default_factory=dict)
+    teacher_methods: tuple[str, ...] = ()
+    epoch_scale: dict[str, int] = field(default_factory=dict)
+
+    def stack(self, method: str) -> list[Path]:
+        """The config files of ``method``, in ``--config`` order."""
+        return [self.root / p for p in (self.base, *self.methods[method])]
+
+    @property
+    def headline_keys(self) -> list[str]:
+        """The headline ``task/metric`` keys (one per task), used for Δ_MTL and gap closed."""
+        return [f"{task}/{metric}" for task, metric in self.headline.items()]
+
+
+def default_path() -> Path:
+    """The registry file: the source tree's, else ``experiments/benchmarks.yaml`` under the working directory."""
+    return REGISTRY_PATH if REGISTRY_PATH.is_file() else Path.cwd() / "experiments" / "benchmarks.yaml"
+
+
+def load_registry(path: str | Path | None = None) -> dict[str, Benchmark]:
+    """Every benchmark of the registry file ``path`` (default :func:`default_path`), validated."""
+    path = Path(path) if path is not None else default_path()
+    if not path.is_file():
+        hint = "run from the repository root or pass --registry PATH"
+        raise ConfigError(f"Benchmark registry not found: {str(path)!r}; {hint}.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML ({str(error).splitlines()[0]}); fix the syntax.") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path} must map benchmark names to their settings (see the comment at its top).")
+    return {name: _benchmark(name, entry, path) for name, entry in data.items()}
+
+
+def get_benchmark(name: str, path: str | Path | None = None) -> Benchmark:
+    """The benchmark ``name`` of the registry; an unknown name is a :class:`ConfigError` listing the known ones."""
+    registry = load_registry(path)
+    if name not in registry:
+        raise ConfigError(f"Unknown benchmark {name!r}; registered: {sorted(registry)} (experiments/benchmarks.yaml).")
+    return registry[name]
+
+
+def config_stacks(path: str | Path | None = None) -> dict[str, list[Path]]:
+    """``{yaml path relative to experiments/: its stack}`` for every YAML that ends a method's stack."""
+    stacks: dict[str, list[Path]] = {}
+    for bench in load_registry(path).values():
+        experiments = bench.root / "experiments"
+        for method in bench.methods:
+            stack = bench.stack(method)
+            key = stack[-1].relative_to(experiments).as_posix()
+            if stacks.setdefault(key, stack) != stack:
+                raise ConfigError(
+                    f"experiments/{key} ends two different stacks in the registry ({stacks[key]} and {stack}); "
+                    "give one of them its own delta file."
+                )
+    return stacks
+
+
+def _benchmark(name: str, entry: Any, path: Path) -> Benchmark:
+    where = f"{path.name}: benchmark {name!r}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a mapping of settings, got {type(entry).__name__}.")
+    unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {unknown}; valid keys: {sorted((*REQUIRED, *OPTIONAL))}.")
+    missing = [k for k in REQUIRED if k not in entry]
+    if missing:
+        raise ConfigError(f"{where} lacks {missing}; add them (see the comment at the top of {path.name}).")
+    root = path.resolve().parent.parent
+    methods = entry["methods"]
+    if not isinstance(methods, dict) or not methods:
+        raise ConfigError(f"{where}: methods must map each method name to a list of YAML files.")
+    stacks = {}
+    for method, files in methods.items():
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+            raise ConfigError(f"{where}: method {method!r} must be a non-empty list of YAML files, e.g. [a.yaml].")
+        stacks[method] = tuple(files)
+    for file in (entry["base"], *(f for files in stacks.values() for f in files)):
+        if not (root / file).is_file():
+            raise ConfigError(f"{where}: {file} does not exist; fix the path (relative to {root}) or add the file.")
+    headline = entry["headline"]
+    if not isinstance(headline, dict) or not headline:
+        raise ConfigError(f"{where}: headline must map each task to one metric, e.g. {{depth: rmse}}.")
+    for task, metric in headline.items():
+        try:
+            is_lower_better(f"{task}/{metric}")
+        except KeyError:
+            message = f"{where}: headline metric {task}/{metric} has no known direction; name a umadapt metric."
+            raise ConfigError(message) from None
+    bench = Benchmark(
+        name=name,
+        root=root,
+        base=entry["base"],
+        methods=stacks,
+        headline=dict(headline),
+        reference=entry.get("reference", "source_only"),
+        oracle=entry.get("oracle", "oracle"),
+        domain=entry.get("domain", "target"),
+        domains=tuple(entry.get("domains", [entry.get("domain", "target")])),
+        published={str(k): str(v) for k, v in (entry.get("published") or {}).items()},
+        pairs=tuple(_pair(where, p) for p in entry.get("pairs", [])),
+        extra_report=entry.get("extra_report"),
+        single_task=dict(entry.get("single_task", {})),
+        teacher_methods=tuple(entry.get("teacher_methods", [])),
+        epoch_scale={str(k): int(v) for k, v in entry.get("epoch_scale", {}).items()},
+    )
+    _check_names(where, bench)
+    return bench
+
+
+def _pair(where: str, pair: Any) -> tuple[str, str]:
+    if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(d, str) for d in pair):
+        raise ConfigError(f"{where}: each pair must be [source, target] domain names, got {pair!r}.")
+    return pair[0], pair[1]
+
+
+def _check_names(where: str, bench: Benchmark) -> None:
+    """Every method named by a setting is one of the benchmark's methods."""
+    methods = set(bench.methods)
+    reference_ok = bench.reference in methods or (bench.single_task and bench.reference == "single_task")
+    if not reference_ok:
+        raise ConfigError(f"{where}: reference {bench.reference!r} is not one of its methods {sorted(methods)}.")
+    if bench.oracle is not None and bench.oracle not in methods:
+        raise ConfigError(f"{where}: oracle {bench.oracle!r} is not one of its methods; name one or set oracle: null.")
+    named = {"single_task": bench.single_task.values(), "teacher_methods": bench.teacher_methods}
+    for key, names in {**named, "epoch_scale": bench.epoch_scale}.items():
+        unknown = sorted(set(names) - methods)
+        if unknown:
+            raise ConfigError(f"{where}: {key} names {unknown}, which are not among its methods {sorted(methods)}.")
+    if bench.extra_report is not None:
+        module, _, function = bench.extra_report.partition(":")
+        if not function or importlib.util.find_spec(module) is None:
+            raise ConfigError(f"{where}: extra_report {bench.extra_report!r} must be 'module:function' (importable).")

@@ -1,0 +1,180 @@
+"""The runner with a fake ``execute`` (no training): the umadapt commands it builds, the one resume rule (a finished
+record is reused, not retrained) and its progress lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from umadapt.bench import runner
+from umadapt.bench.registry import get_benchmark
+from umadapt.errors import ConfigError
+
+BENCH = get_benchmark("synthrooms")
+
+
+class FakeUmadapt:
+    """Stands in for ``python -m umadapt``: records each command and, for ``test``, writes a results file."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[str]] = []
+
+    def __call__(self, command: list[str], log: Path) -> float:
+        self.commands.append(command)
+        assert command[1:3] == ["-m", "umadapt"] and log.name == f"{command[3]}.log"
+        results = [a.split("=", 1)[1] for a in command if a.startswith("--results.path=")]
+        if results:
+            seed = next(a.split("=")[1] for a in command if a.startswith("--seed_everything="))
+            Path(results[0]).parent.mkdir(parents=True, exist_ok=True)
+            Path(results[0]).write_text(json.dumps({"metrics": {"test/target/depth/rmse": 1.0 + int(seed)}}))
+        return 10.0
+
+    def trained(self) -> list[str]:
+        """``method/seed`` of each fit command."""
+        fits = [c for c in self.commands if c[3] == "fit"]
+        return [f"{_value(c, '--trainer.logger.init_args.name')}/{_value(c, '--seed_everything')}" for c in fits]
+
+
+def _value(command: list[str], option: str) -> str:
+    return next(a.split("=", 1)[1] for a in command if a.startswith(f"{option}="))
+
+
+def test_fit_then_test_on_the_last_checkpoint_with_the_method_stack(tmp_path):
+    fake = FakeUmadapt()
+    record = runner.run_one(BENCH, "umadapt_no_ccr", 1, tmp_path, ["--trainer.max_epochs=1"], execute=fake)
+    fit, test = fake.commands
+    configs = [a for a in fit[4:] if a.endswith(".yaml")]
+    assert [Path(c).name for c in configs] == ["base.yaml", "umadapt.yaml", "umadapt_no_ccr.yaml"]
+    assert fit[3] == "fit" and test[3] == "test" and "--trainer.max_epochs=1" in fit and "--seed_everything=1" in test
+    run = tmp_path / "umadapt_no_ccr" / "seed1"
+    assert f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in test
+    assert f"--results.path={run / 'results.json'}" in test
+    assert _value(fit, "--trainer.logger.init_args.version") == "seed1" and not any("ckpt_path" in a for a in fit)
+    saved = json.loads((run / runner.RECORD).read_text())
+    assert saved == record and record["fit_seconds"] == 10.0 and record["command_args"][:2] == ["--config", configs[0]]
+
+
+def test_resume_reuses_finished_records_and_trains_the_rest(tmp_path, capsys):
+    fake = FakeUmadapt()
+    first = runner.run_benchmark(BENCH, ["source_only", "oracle"], [0, 1], tmp_path, execute=fake)
+    assert fake.trained() == ["source_only/0", "source_only/1", "oracle/0", "oracle/1"]
+    assert first.wall["oracle"] == {"runs": 2, "fit": 20.0, "test": 20.0}
+    (tmp_path / "oracle" / "seed1" / runner.RECORD).unlink()  # killed before its record was written
+
+    again = FakeUmadapt()
+    second = runner.run_benchmark(BENCH, ["source_only", "oracle"], [0, 1], tmp_path, resume=True, execute=again)
+    assert again.trained() == ["oracle/1"], "a (method, seed) with a record is reused, only the missing one trains"
+    assert second.records == first.records
+    out = capsys.readouterr().out
+    assert "source_only seed 0 reused benchmark_record.json (--resume); 1/4 runs done" in out
+    assert "oracle seed 1 trained in 20 s; 4/4 runs done" in out and "ETA 0.0 min" in out
+
+    without = FakeUmadapt()
+    runner.run_benchmark(BENCH, ["oracle"], [0], tmp_path, execute=without)
+    assert without.trained() == ["oracle/0"], "without --resume every run trains again"
+
+
+def test_epoch_scale_seed_major_order_and_per_run_arguments(tmp_path):
+    mtl = get_benchmark("mtl")
+    fake = FakeUmadapt()
+
+    def extra(method: str, seed: int) -> list[str]:
+        return [f"--note={method}{seed}"] if method == "progressive" else []
+
+    options = dict(epochs=2, seed_major=True, run_args=extra, execute=fake)
+    runner.run_benchmark(mtl, ["hard_fixed", "progressive"], [0, 1], tmp_path, **options)
+    assert fake.trained() == ["hard_fixed/0", "progressive/0", "hard_fixed/1", "progressive/1"]
+    fits = [c for c in fake.commands if c[3] == "fit"]
+    assert [_value(c, "--trainer.max_epochs") for c in fits] == ["2", "6", "2", "6"]
+    assert _value(fits[3], "--note") == "progressive1" and not any(a.startswith("--note") for a in fits[0])
+
+
+def test_progress_eta_counts_only_runs_still_to_train():
+    progress = runner.Progress("bench toy", planned=4, to_train=3)
+    assert progress.finished("a", 0, None).endswith("1/4 runs done, elapsed 0.0 min, ETA n/a")  # nothing timed yet
+    assert progress.finished("a", 1, 60.0).endswith("2/4 runs done, elapsed 0.0 min, ETA 2.0 min")  # 2 left x 60 s
+    assert progress.finished("b", 0, 120.0).endswith("3/4 runs done, elapsed 0.0 min, ETA 1.5 min")  # 1 left x 90 s
+
+
+def test_unknown_methods_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"Unknown method\(s\) \['nope'\] for synthrooms; valid: \['source_only'"):
+        runner.select_methods(BENCH, ["oracle", "nope"])
+    assert runner.select_methods(BENCH, None) == list(BENCH.methods)
+
+
+class SlowFakeUmadapt(FakeUmadapt):
+    """A fake whose fit takes a while and writes a progress line, recording the threads and the overlap of runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.active = self.most_active = 0
+        self.threads: list[int | None] = []
+
+    def __call__(self, command: list[str], log: Path, threads: int | None = None) -> float:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            self.threads.append(threads)
+        if command[3] == "fit":
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("progress: epoch 2/12 batch 100/600 (17 %) 4.0 batches/s train/loss 1.5 ETA 2.1 min\n")
+            time.sleep(0.3)
+        with self.lock:
+            self.active -= 1
+            return super().__call__(command, log)
+
+
+def test_jobs_run_side_by_side_with_their_share_of_the_cores(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    fake = SlowFakeUmadapt()
+    options = dict(execute=fake, jobs=2, status_every=0.1)
+    runs = runner.run_benchmark(BENCH, ["source_only", "oracle"], [0, 1], tmp_path, **options)
+    assert fake.most_active == 2 and set(fake.threads) == {2}, "2 jobs on 4 cores: 2 at once, 2 threads each"
+    assert list(runs.records) == ["source_only", "oracle"] and len(runs.records["oracle"]) == 2  # plan order
+    out = capsys.readouterr().out
+    assert "epoch 2/12, batch 100/600, ETA 2.1 min" in out, "status lines show each running run's progress"
+    serial = SlowFakeUmadapt()
+    runner.run_benchmark(BENCH, ["oracle"], [0, 1], tmp_path / "serial", execute=serial)
+    assert serial.most_active == 1 and serial.threads == [None] * 4, "1 job: one at a time, threads inherited"
+    with pytest.raises(ConfigError, match="--jobs must be at least 1"):
+        runner.run_benchmark(BENCH, ["oracle"], [0], tmp_path, execute=fake, jobs=0)
+
+
+def test_shards_split_the_plan_and_the_last_resume_writes_the_table(tmp_path, capsys):
+    plan = [(m, s) for m in ("a", "b", "c") for s in (0, 1)]
+    assert runner.shard_plan(plan, (1, 2)) + runner.shard_plan(plan, (2, 2)) == plan[0::2] + plan[1::2]
+    with pytest.raises(ConfigError, match="--shard 3/2"):
+        runner.shard_plan(plan, (3, 2))
+    fakes = [FakeUmadapt(), FakeUmadapt()]
+    for k, fake in enumerate(fakes, 1):
+        args = ["synthrooms", "--methods", "source_only", "oracle", "--seeds", "0", "1", "--shard", f"{k}/2"]
+        runner.main([*args, "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "table.md")], execute=fake)
+    assert sorted(fakes[0].trained() + fakes[1].trained()) == sorted(
+        ["source_only/0", "source_only/1", "oracle/0", "oracle/1"]
+    )
+    assert len(fakes[0].trained()) == 2 and (tmp_path / "table.md").is_file(), "the last shard writes the table"
+    assert "runs of other shards are not finished yet" in capsys.readouterr().out
+
+
+def test_a_run_that_trains_again_starts_from_an_empty_folder(tmp_path):
+    """A killed (or earlier) run leaves ``checkpoints/last.ckpt``; Lightning's checkpoint callback then saves the new
+    run as ``last-v1.ckpt`` and ``test --ckpt_path .../last.ckpt`` scored the stale checkpoint (a SynthRooms
+    UM-Adapt benchmark run was tested at step 1240 of 1798 that way). The runner clears the folder before fit."""
+    stale = tmp_path / "oracle" / "seed0" / "checkpoints" / "last.ckpt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("a killed run's checkpoint")
+    seen = []
+
+    def fake(command: list[str], log: Path) -> float:
+        if command[3] == "fit":
+            seen.append(stale.exists())
+        return FakeUmadapt()(command, log)
+
+    runner.run_one(BENCH, "oracle", 0, tmp_path, execute=fake)
+    assert seen == [False] and not stale.exists()

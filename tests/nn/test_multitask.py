@@ -1,0 +1,98 @@
+"""Per-task encoders (:mod:`umadapt.nn.multitask`): cross-stitch units and progressive networks, and how
+MultiTaskModel uses them. Training a progressive network phase by phase: tests/callbacks/test_progressive.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.helpers import TASKS, tiny_model
+from umadapt.errors import ConfigError
+from umadapt.methods import SourceOnly
+from umadapt.nn import CrossStitchEncoder, CrossStitchUnit, ProgressiveEncoder, ResNetEncoder
+from umadapt.nn.multitask import _run_stage
+
+
+def _backbone() -> ResNetEncoder:
+    return ResNetEncoder("resnet10", 4, small_input=True)
+
+
+def test_cross_stitch_unit_mixes_by_alpha():
+    unit = CrossStitchUnit(2, channels=3, init_self=0.9)
+    assert torch.allclose(unit.alpha, torch.tensor([[0.9, 0.1], [0.1, 0.9]]))
+    a, b = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        unit.alpha.copy_(torch.tensor([[0.7, 0.3], [-1.0, 2.0]]))
+    out = unit([a, b])
+    assert torch.allclose(out[0], 0.7 * a + 0.3 * b, atol=1e-6) and torch.allclose(out[1], -a + 2 * b, atol=1e-6)
+    per_channel = CrossStitchUnit(3, channels=5, init_self=0.8, channel_wise=True)
+    assert per_channel.alpha.shape == (3, 3, 5) and torch.allclose(per_channel.alpha.sum(1), torch.ones(3, 5))
+
+
+def test_identity_cross_stitch_reproduces_independent_columns():
+    torch.manual_seed(0)
+    encoder = CrossStitchEncoder(_backbone(), init_self=1.0, tasks=TASKS).eval()
+    for column in encoder.columns:  # make the columns differ, so mixing would show
+        with torch.no_grad():
+            for p in column.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    x = torch.rand(2, 3, 16, 16)
+    features = encoder(x)
+    for task, column in zip(TASKS, encoder.columns):
+        alone = column(x)
+        assert all(torch.equal(f, g) for f, g in zip(features[task], alone)), task
+    with torch.no_grad():
+        encoder.units[1].alpha.copy_(torch.full((3, 3), 1 / 3))
+    mixed = encoder(x)
+    assert torch.equal(mixed["depth"][0], features["depth"][0]) and not torch.equal(
+        mixed["depth"][1], features["depth"][1]
+    )
+
+
+def test_per_task_encoder_in_a_model():
+    model = tiny_model(encoder=CrossStitchEncoder(_backbone()), image_size=(16, 16))
+    assert model.encoder.tasks == TASKS and len(model.encoder.columns) == 3
+    out = model(torch.rand(2, 3, 16, 16))
+    assert out["depth"].shape == (2, 1, 16, 16) and out["segmentation"].shape == (2, 2, 16, 16)
+    with pytest.raises(ConfigError, match=r"built for the tasks \['depth', 'normals'\]"):
+        SourceOnly(encoder=CrossStitchEncoder(_backbone(), tasks=["depth", "normals"]), tasks=TASKS, num_classes=2)
+    with pytest.raises(ConfigError, match="4-stage umadapt.nn.ResNetEncoder"):
+        CrossStitchEncoder(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="60x60"):
+        SourceOnly(
+            encoder=CrossStitchEncoder(ResNetEncoder("resnet10", 4)), tasks=TASKS, num_classes=2, image_size=(60, 60)
+        )
+
+
+def test_progressive_laterals_read_earlier_columns_only():
+    torch.manual_seed(0)
+    encoder = ProgressiveEncoder(_backbone(), tasks=TASKS).eval()
+    x = torch.rand(2, 3, 16, 16)
+    before = encoder(x)
+    for k, column in enumerate(encoder.columns):  # zero-initialised adapters: every column starts independent
+        assert all(torch.equal(f, g) for f, g in zip(before[TASKS[k]], column(x)))
+    with torch.no_grad():
+        encoder.laterals[2][0][0].weight.fill_(0.05)  # U_2^(2:0): column 0 -> column 2, into stage 2
+        for p in encoder.columns[1].parameters():
+            p.add_(0.1)
+    after = encoder(x)
+    assert all(torch.equal(f, g) for f, g in zip(after["depth"], before["depth"]))  # column 0 reads nobody
+    assert not torch.equal(after["normals"][0], before["normals"][0])  # column 1 changed itself
+    assert not torch.equal(after["segmentation"][1], before["segmentation"][1])  # column 2 reads column 0
+    assert torch.equal(after["segmentation"][0], before["segmentation"][0])  # stage 1 has no laterals
+    manual = _run_stage(
+        encoder.columns[2], 1, before["segmentation"][0] + encoder.laterals[2][0][0](before["depth"][0])
+    )
+    assert torch.allclose(after["segmentation"][1], manual)
+
+
+def test_progressive_set_active_freezes_the_other_columns():
+    encoder = ProgressiveEncoder(_backbone(), tasks=TASKS).train()
+    with pytest.raises(ConfigError, match="ProgressiveTraining"):
+        encoder(torch.rand(2, 3, 16, 16))
+    encoder.set_active("normals")
+    assert [all(p.requires_grad for p in c.parameters()) for c in encoder.columns] == [False, True, False]
+    assert [c.training for c in encoder.columns] == [False, True, False]
+    encoder.train()  # what Lightning does between validation and training
+    assert [c.training for c in encoder.columns] == [False, True, False]
+    assert list(encoder.shared_parameters()) == []

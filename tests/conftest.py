@@ -15,11 +15,14 @@ pytest.register_assert_rewrite("tests.helpers")  # their assertion helpers repor
 from tests.helpers import (  # noqa: E402
     BASE,
     DISTRIBUTED_ENV,
+    EXPERIMENTS,
     SMALL_DATA,
     SOURCE_ONLY,
+    TASKS,
     ToyDomain,
     config_args,
     run_cli,
+    small_data,
 )
 
 # The suite's models are tiny: one thread per process is faster than two on a 2-core machine, and CLI subprocesses
@@ -91,6 +94,34 @@ def trained_run(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return root / "logs" / "umadapt" / "run"
+
+
+@pytest.fixture(scope="session")
+def single_task_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """``{task: last.ckpt}`` of one-step single-task networks trained with experiments/mtl/single_<task>.yaml on tiny
+    data (teachers of universal representations, columns of an initialised cross-stitch network)."""
+    from umadapt.cli import main
+
+    root = tmp_path_factory.mktemp("single_task")
+    mtl = EXPERIMENTS / "mtl"
+    paths = {}
+    for task in TASKS:
+        main(
+            [
+                "fit",
+                *config_args(mtl / "base.yaml", mtl / f"single_{task}.yaml"),
+                *small_data(train_size=4),
+                "--trainer.accelerator=cpu",
+                "--trainer.max_epochs=1",
+                "--trainer.limit_val_batches=0",
+                f"--trainer.logger.init_args.save_dir={root}",
+                f"--trainer.logger.init_args.name={task}",
+                "--trainer.logger.init_args.version=v",
+            ]
+        )
+        paths[task] = root / task / "v" / "checkpoints" / "last.ckpt"
+        assert paths[task].is_file()
+    return paths
 
 
 @pytest.fixture

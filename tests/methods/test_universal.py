@@ -35,27 +35,10 @@ def _teacher_arg(paths: dict[str, Path]) -> str:
     return "--model.init_args.teachers=" + json.dumps({t: str(p) for t, p in paths.items()})
 
 
-@pytest.fixture(scope="module")
-def teachers(tmp_path_factory) -> dict[str, Path]:
-    """One-step single-task teachers trained with experiments/mtl/single_<task>.yaml."""
-    root = tmp_path_factory.mktemp("teachers")
-    paths = {}
-    for task in TASKS:
-        main(
-            [
-                "fit",
-                *_config(f"single_{task}"),
-                *TINY,
-                "--trainer.max_epochs=1",
-                "--trainer.limit_val_batches=0",
-                f"--trainer.logger.init_args.save_dir={root}",
-                f"--trainer.logger.init_args.name={task}",
-                "--trainer.logger.init_args.version=v",
-            ]
-        )
-        paths[task] = root / task / "v" / "checkpoints" / "last.ckpt"
-        assert paths[task].is_file()
-    return paths
+@pytest.fixture
+def teachers(single_task_checkpoints) -> dict[str, Path]:
+    """The one-step single-task networks of tests/conftest.py, as teachers."""
+    return single_task_checkpoints
 
 
 def _student(**kwargs) -> UniversalRepresentations:

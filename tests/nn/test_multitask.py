@@ -3,10 +3,12 @@ MultiTaskModel uses them. Training a progressive network phase by phase: tests/c
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from tests.helpers import TASKS, tiny_model
+from tests.helpers import EXPERIMENTS, SMALL_DATA, TASKS, config_args, fit_test_predict, tiny_model
 from umadapt.errors import ConfigError
 from umadapt.methods import SourceOnly
 from umadapt.nn import CrossStitchEncoder, CrossStitchUnit, ProgressiveEncoder, ResNetEncoder
@@ -62,6 +64,58 @@ def test_per_task_encoder_in_a_model():
         SourceOnly(
             encoder=CrossStitchEncoder(ResNetEncoder("resnet10", 4)), tasks=TASKS, num_classes=2, image_size=(60, 60)
         )
+
+
+def _mtl_cross_stitch(columns_from: dict | None = None, width: int = 16) -> SourceOnly:
+    """A cross-stitch model with experiments/mtl/'s backbone (so the single-task checkpoints fit its columns)."""
+    backbone = ResNetEncoder("resnet10", width, small_input=False)
+    encoder = CrossStitchEncoder(backbone, columns_from={t: str(p) for t, p in (columns_from or {}).items()})
+    return SourceOnly(encoder=encoder, tasks=TASKS, num_classes=5)
+
+
+def test_cross_stitch_columns_start_from_the_single_task_encoders(single_task_checkpoints):
+    model = _mtl_cross_stitch(single_task_checkpoints)
+    singles = {
+        t: {
+            k[len("encoder.") :]: v
+            for k, v in torch.load(p, weights_only=True)["state_dict"].items()
+            if "encoder." in k
+        }
+        for t, p in single_task_checkpoints.items()
+    }
+    assert set(singles["depth"]) == set(model.encoder.columns[0].state_dict())
+
+    def same(column, weights):
+        return all(torch.equal(v, weights[k]) for k, v in column.state_dict().items())
+
+    assert not any(same(c, singles[t]) for t, c in zip(TASKS, model.encoder.columns))
+    model.setup("test")  # evaluation does not read the single-task checkpoints
+    assert not any(same(c, singles[t]) for t, c in zip(TASKS, model.encoder.columns))
+    model.setup("fit")
+    assert all(same(c, singles[t]) for t, c in zip(TASKS, model.encoder.columns))
+    assert not same(model.encoder.columns[0], singles["normals"])  # each column from its own task's network
+
+
+def test_cross_stitch_initialisation_mistakes_are_named(single_task_checkpoints, tmp_path):
+    with pytest.raises(ConfigError, match=r"one checkpoint per task .* lacks \['segmentation'\]"):
+        _mtl_cross_stitch({t: single_task_checkpoints[t] for t in ("depth", "normals")})
+    narrow = tmp_path / "narrow.ckpt"
+    torch.save({"state_dict": _mtl_cross_stitch(width=8).encoder.columns[0].state_dict()}, narrow)
+    with pytest.raises(ConfigError, match="does not hold an encoder like this column .* same backbone"):
+        _mtl_cross_stitch({**single_task_checkpoints, "normals": narrow}).setup("fit")
+    with pytest.raises(ConfigError, match="columns_from.depth not found"):
+        _mtl_cross_stitch({**single_task_checkpoints, "depth": tmp_path / "gone.ckpt"}).setup("fit")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["mtl/cross_stitch.yaml+mtl/cross_stitch_init.yaml"])
+def test_cross_stitch_init_yaml_runs_from_tiny_single_task_runs(config, single_task_checkpoints, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = json.dumps({t: str(p) for t, p in single_task_checkpoints.items()})
+    stack = [EXPERIMENTS / "mtl" / "base.yaml", *(EXPERIMENTS / name for name in config.split("+"))]
+    args = [*config_args(*stack), *SMALL_DATA, "--trainer.accelerator=cpu"]
+    record = fit_test_predict([*args, f"--model.init_args.encoder.init_args.columns_from={paths}"], tmp_path)
+    assert record["method"] == "SourceOnly"
 
 
 def test_progressive_laterals_read_earlier_columns_only():

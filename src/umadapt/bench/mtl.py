@@ -2,7 +2,8 @@
 
 Seed by seed it runs (:func:`umadapt.bench.runner.run_benchmark`) the single-task networks first, then hard parameter
 sharing with each loss weighting, cross-stitch and progressive networks, and universal representations distilled
-from *that seed's* single-task networks (the registry's ``teacher_methods``). It reports every test metric on
+from *that seed's* single-task networks (the registry's ``single_task_checkpoints``; cross-stitch initialised from
+them likewise). It reports every test metric on
 SynthRooms' **source** test split (the supervised multi-task setting) and on its **target** split (the same models
 under domain shift), and the Δ_MTL of every run against the single-task reference (the single-task networks of the
 same seed), averaged over seeds.
@@ -207,8 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     requested = select_methods(bench, args.methods)
     order = [m for m in bench.methods if m in requested]  # registry order: the single-task teachers first
 
-    def teachers(method: str, seed: int) -> list[str]:
-        if method not in bench.teacher_methods:
+    def single_task_checkpoints(method: str, seed: int) -> list[str]:
+        key = bench.single_task_checkpoints.get(method)
+        if key is None:
             return []
         paths = teacher_paths(bench, args.runs_dir, seed)
         missing = [p for p in paths.values() if not Path(p).is_file()]
@@ -217,9 +219,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"{method} needs the single-task checkpoints {missing}; run {list(bench.single_task.values())} for "
                 f"seed {seed} first (they run first by default)."
             )
-        return [f"--model.init_args.teachers={json.dumps(paths)}"]
+        return [f"--{key}={json.dumps(paths)}"]
 
-    options = dict(epochs=args.epochs, predict=args.predict, resume=args.resume, seed_major=True, run_args=teachers)
+    options = dict(epochs=args.epochs, predict=args.predict, resume=args.resume, seed_major=True)
+    options["run_args"] = single_task_checkpoints
     runs = run_benchmark(bench, order, args.seeds, args.runs_dir, args.cli_arg, **options)
     summary = summarise(bench, runs.records)
     sizes = {m: state_size(run_dir(args.runs_dir, m, args.seeds[0])) for m in order}

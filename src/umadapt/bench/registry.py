@@ -24,7 +24,7 @@ REGISTRY_PATH = Path(__file__).resolve().parents[3] / "experiments" / "benchmark
 
 REQUIRED = ("base", "methods", "headline")
 OPTIONAL = ("reference", "oracle", "domain", "domains", "published", "pairs", "extra_report")
-OPTIONAL += ("single_task", "teacher_methods", "epoch_scale")  # the multi-task benchmark (umadapt.bench.mtl)
+OPTIONAL += ("single_task", "single_task_checkpoints", "epoch_scale")  # the multi-task benchmark (umadapt.bench.mtl)
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,9 @@ class Benchmark:
     pairs: tuple[tuple[str, str], ...] = ()
     extra_report: str | None = None
     single_task: dict[str, str] = field(default_factory=dict)
-    teacher_methods: tuple[str, ...] = ()
+    single_task_checkpoints: dict[str, str] = field(default_factory=dict)
+    """Method -> the config key that receives ``{task: last.ckpt of that seed's single-task run}`` (teachers to
+    distil, columns to initialise), so those methods run after the single-task runs."""
     epoch_scale: dict[str, int] = field(default_factory=dict)
 
     def stack(self, method: str) -> list[Path]:
@@ -147,7 +149,7 @@ def _benchmark(name: str, entry: Any, path: Path) -> Benchmark:
         pairs=tuple(_pair(where, p) for p in entry.get("pairs", [])),
         extra_report=entry.get("extra_report"),
         single_task=dict(entry.get("single_task", {})),
-        teacher_methods=tuple(entry.get("teacher_methods", [])),
+        single_task_checkpoints={str(k): str(v) for k, v in (entry.get("single_task_checkpoints") or {}).items()},
         epoch_scale={str(k): int(v) for k, v in entry.get("epoch_scale", {}).items()},
     )
     _check_names(where, bench)
@@ -168,7 +170,7 @@ def _check_names(where: str, bench: Benchmark) -> None:
         raise ConfigError(f"{where}: reference {bench.reference!r} is not one of its methods {sorted(methods)}.")
     if bench.oracle is not None and bench.oracle not in methods:
         raise ConfigError(f"{where}: oracle {bench.oracle!r} is not one of its methods; name one or set oracle: null.")
-    named = {"single_task": bench.single_task.values(), "teacher_methods": bench.teacher_methods}
+    named = {"single_task": bench.single_task.values(), "single_task_checkpoints": bench.single_task_checkpoints}
     for key, names in {**named, "epoch_scale": bench.epoch_scale}.items():
         unknown = sorted(set(names) - methods)
         if unknown:

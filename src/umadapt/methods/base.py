@@ -180,6 +180,9 @@ class MultiTaskModel(pl.LightningModule):
 
     # -- checks against the data ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        load_initial_weights = getattr(self.encoder, "load_initial_weights", None)
+        if stage == "fit" and load_initial_weights is not None:  # before Lightning restores a resumed checkpoint
+            load_initial_weights()
         if self.channels_last:  # here, not in __init__: methods add their own modules after the base's
             self.to(memory_format=torch.channels_last)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

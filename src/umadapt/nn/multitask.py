@@ -9,7 +9,9 @@ follow the *per-task encoder* protocol that :class:`~umadapt.methods.base.MultiT
 - ``out_channels``, ``reductions``, ``output_stride`` and ``check_input_size`` are the backbone's (every column has
   the same shapes), so the heads are built exactly as for a shared encoder;
 - ``shared_parameters()`` lists the parameters every task's loss depends on (what gradient-balancing weightings
-  such as GradNorm and PCGrad act on).
+  such as GradNorm and PCGrad act on);
+- ``load_initial_weights()``, where an encoder has it, is called by the model when ``fit`` sets up (before a resumed
+  checkpoint is restored, so a resumed run keeps its own weights).
 
 Hard parameter sharing is the plain backbone itself (one column shared by all tasks).
 
@@ -29,6 +31,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from umadapt.checkpoints import read_state_dict
 from umadapt.errors import ConfigError
 from umadapt.nn.freeze import freeze
 
@@ -140,23 +143,66 @@ class CrossStitchUnit(nn.Module):
 class CrossStitchEncoder(_PerTaskEncoder):
     """Cross-stitch networks (Misra et al., CVPR 2016): one backbone column per task, and after each of the four
     stages a :class:`CrossStitchUnit` mixes the columns' activations; the mixed activations feed both the next
-    stage and the task heads. Every column starts from the backbone's initial weights.
+    stage and the task heads. Every column starts from the backbone's initial weights, or, with ``columns_from``,
+    from the encoder of a network trained on that task alone (the paper's initialisation, section 4.2: "each
+    column is initialised with a network fine-tuned on its task"). Only the columns are initialised so: the task
+    heads and the units start fresh (our heads are decoders, where the paper's task layers are fully connected).
 
     Args:
         backbone: the template column (a :class:`~umadapt.nn.ResNetEncoder`), copied once per task.
         init_self: initial ``α_ii`` of every unit (see :class:`CrossStitchUnit`).
         channel_wise: per-channel ``α``.
         tasks: fixes the column order; default: the model's tasks.
+        columns_from: ``{task: checkpoint}``, e.g. the ``last.ckpt`` of each single-task run
+            (``experiments/mtl/single_<task>.yaml``, a shared encoder with this backbone): its ``encoder.*`` weights
+            become that task's column when ``fit`` sets up (read with ``weights_only=True``). ``test`` and
+            ``predict`` of a trained model do not read them.
 
     Every parameter is shared in the sense that every task's loss reaches every column through the units.
     """
 
     def __init__(
-        self, backbone: nn.Module, init_self: float = 0.9, channel_wise: bool = False, tasks: list[str] | None = None
+        self,
+        backbone: nn.Module,
+        init_self: float = 0.9,
+        channel_wise: bool = False,
+        tasks: list[str] | None = None,
+        columns_from: dict[str, str] | None = None,
     ) -> None:
         self.init_self = float(init_self)
         self.channel_wise = bool(channel_wise)
+        self.columns_from = dict(columns_from or {})
         super().__init__(backbone, tasks)
+
+    def bind_tasks(self, tasks: Sequence[str]) -> None:
+        super().bind_tasks(tasks)
+        unknown = sorted(set(self.columns_from) - set(self.tasks))
+        missing = [t for t in self.tasks if t not in self.columns_from]
+        if self.columns_from and (unknown or missing):
+            raise ConfigError(
+                f"CrossStitchEncoder.columns_from must name one checkpoint per task {self.tasks}; "
+                f"{'it lacks ' + str(missing) if missing else 'it names unknown tasks ' + str(unknown)}."
+            )
+
+    def load_initial_weights(self) -> None:
+        """Load each task's column from the ``encoder.*`` weights of ``columns_from[task]`` (nothing to do without
+        ``columns_from``)."""
+        self._check_bound()
+        for task, column in zip(self.tasks, self.columns):
+            if task not in self.columns_from:
+                continue
+            path, what = self.columns_from[task], f"encoder.init_args.columns_from.{task}"
+            state = read_state_dict(path, what)
+            weights = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+            expected = column.state_dict()
+            wrong = [k for k in expected if k not in weights or tuple(weights[k].shape) != tuple(expected[k].shape)]
+            if wrong:
+                raise ConfigError(
+                    f"{what} {path!r} does not hold an encoder like this column (e.g. {wrong[0]!r} is "
+                    f"{'missing' if wrong[0] not in weights else 'of another shape'}): point it at a single-task run "
+                    "trained with the same backbone (a shared umadapt.nn.ResNetEncoder of the same arch and width)."
+                )
+            column.load_state_dict({k: weights[k] for k in expected})
 
     def _build(self, num_tasks: int) -> None:
         self.units = nn.ModuleList(

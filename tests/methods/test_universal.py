@@ -106,10 +106,11 @@ def test_teachers_must_match_the_students_tasks():
 
 # -- end to end through the CLI -----------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["mtl/universal.yaml"])
+@pytest.mark.parametrize("config", ["mtl/universal.yaml", "mtl/universal.yaml+mtl/universal_fast_adapters.yaml"])
 def test_universal_yaml_runs_with_tiny_teachers(config, teachers, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = [*config_args(MTL / "base.yaml", EXPERIMENTS / config), *TINY, _teacher_arg(teachers)]
+    stack = [MTL / "base.yaml", *(EXPERIMENTS / name for name in config.split("+"))]
+    args = [*config_args(*stack), *TINY, _teacher_arg(teachers)]
     record = fit_test_predict(args, tmp_path)
     assert record["method"] == "UniversalRepresentations"
     # bf16, as tests/test_cli.py::test_every_method_runs_under_bf16_mixed does for the other method configs

@@ -62,7 +62,7 @@ sweep-%: $(STAMP) ## Validate, create and start the W&B sweep experiments/sweeps
 	$(BIN)/python -m umadapt.sweeps experiments/sweeps/$*.yaml
 
 .PHONY: bench-mtl
-bench-mtl: $(STAMP) ## Multi-task learning on SynthRooms: 11 configs x 3 seeds (~40 min on 2 cores) -> results/mtl.md
+bench-mtl: $(STAMP) ## Multi-task learning on SynthRooms: 13 configs x 3 seeds (~50 min on 2 cores) -> results/mtl.md
 	$(BENCH) mtl --seeds $(SEEDS) $(BENCH_ARGS) --out $(OUT_DIR)/mtl.md --runs-dir $(RUNS_DIR)/mtl
 
 # Real-dataset benchmarks: your own copies of the data under DATA_ROOT (docs/real_datasets.md); nothing is downloaded.

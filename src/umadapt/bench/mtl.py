@@ -127,7 +127,7 @@ def _settings(bench: Benchmark) -> str:
             f"training images of {source['image_size']}x{source['image_size']}, batch "
             f"{config['data']['init_args']['batch_size']}, {source['test_size']} test images per domain "
             "(experiments/synthrooms/base.yaml uses 12 epochs and 2000 images: the MTL benchmark is smaller to fit "
-            "11 configs x 3 seeds in about 40 min on 2 CPU cores)"
+            "13 configs x 3 seeds in about 50 min on 2 CPU cores)"
         )
     except (KeyError, TypeError):
         return f"see {bench.base}"

@@ -2,11 +2,10 @@
 
 Seed by seed it runs (:func:`umadapt.bench.runner.run_benchmark`) the single-task networks first, then hard parameter
 sharing with each loss weighting, cross-stitch and progressive networks, and universal representations distilled
-from *that seed's* single-task networks (the registry's ``single_task_checkpoints``; cross-stitch initialised from
-them likewise). It reports every test metric on
-SynthRooms' **source** test split (the supervised multi-task setting) and on its **target** split (the same models
-under domain shift), and the Δ_MTL of every run against the single-task reference (the single-task networks of the
-same seed), averaged over seeds.
+from *that seed's* single-task networks, as is cross-stitch initialised from them (the registry's
+``single_task_checkpoints``). It reports every test metric on SynthRooms' **source** test split (the supervised
+multi-task setting) and on its **target** split (the same models under domain shift), and the Δ_MTL of every run
+against the single-task reference (the single-task networks of the same seed), averaged over seeds.
 
     python -m umadapt.bench mtl --seeds 0 1 2 --out results/mtl.md --runs-dir results/runs/mtl
 """

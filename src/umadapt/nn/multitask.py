@@ -144,9 +144,9 @@ class CrossStitchEncoder(_PerTaskEncoder):
     """Cross-stitch networks (Misra et al., CVPR 2016): one backbone column per task, and after each of the four
     stages a :class:`CrossStitchUnit` mixes the columns' activations; the mixed activations feed both the next
     stage and the task heads. Every column starts from the backbone's initial weights, or, with ``columns_from``,
-    from the encoder of a network trained on that task alone (the paper's initialisation, section 4.2: "each
-    column is initialised with a network fine-tuned on its task"). Only the columns are initialised so: the task
-    heads and the units start fresh (our heads are decoders, where the paper's task layers are fully connected).
+    from the encoder of a network trained on that task alone (the paper's initialisation from single-task
+    networks, section 4.2). Only the columns are initialised so: the task heads and the units start fresh (our
+    heads are decoders, where the paper's task layers are fully connected).
 
     Args:
         backbone: the template column (a :class:`~umadapt.nn.ResNetEncoder`), copied once per task.

@@ -77,25 +77,32 @@ def read_state_dict(path: str | Path, what: str = "checkpoint") -> dict[str, tor
 
 
 def load_partial_state(
-    module: nn.Module, path: str | Path, prefixes: Iterable[str], what: str = "checkpoint", hint: str = ""
+    module: nn.Module,
+    path: str | Path,
+    prefixes: Iterable[str],
+    what: str = "checkpoint",
+    hint: str = "",
+    source_prefix: str = "",
 ) -> list[str]:
-    """Load the parameters and buffers of ``module`` whose names start with one of ``prefixes`` from ``path``;
+    """Load the parameters and buffers of ``module`` whose names start with one of ``prefixes`` from ``path``, where
+    they are stored as ``source_prefix + name`` (e.g. ``"encoder."`` to load a model's encoder into a bare module);
     raise a :class:`ConfigError` naming the missing parts (``hint`` says where they come from). Returns the keys."""
     state = read_state_dict(path, what)
     prefixes = tuple(prefixes)
-    wanted = [k for k in module.state_dict() if k.startswith(prefixes)]
-    missing = [k for k in wanted if k not in state]
+    own = module.state_dict()
+    wanted = [k for k in own if k.startswith(prefixes)]
+    missing = [source_prefix + k for k in wanted if source_prefix + k not in state]
     if missing:
         parts = sorted({k.split(".")[0] for k in missing})
         raise ConfigError(f"{what} {str(path)!r} lacks {parts} (e.g. {missing[0]!r}). {hint}".rstrip())
-    mismatched = [k for k in wanted if tuple(state[k].shape) != tuple(module.state_dict()[k].shape)]
+    mismatched = [k for k in wanted if tuple(state[source_prefix + k].shape) != tuple(own[k].shape)]
     if mismatched:
         k = mismatched[0]
         raise ConfigError(
-            f"{what} {str(path)!r} has {k!r} of shape {tuple(state[k].shape)}, the model "
-            f"{tuple(module.state_dict()[k].shape)}: it was trained with another architecture. {hint}".rstrip()
+            f"{what} {str(path)!r} has {source_prefix + k!r} of shape {tuple(state[source_prefix + k].shape)}, the "
+            f"model {tuple(own[k].shape)}: it was trained with another architecture. {hint}".rstrip()
         )
-    module.load_state_dict({k: state[k] for k in wanted}, strict=False)
+    module.load_state_dict({k: state[source_prefix + k] for k in wanted}, strict=False)
     return wanted
 
 

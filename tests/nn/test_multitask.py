@@ -99,9 +99,11 @@ def test_cross_stitch_columns_start_from_the_single_task_encoders(single_task_ch
 def test_cross_stitch_initialisation_mistakes_are_named(single_task_checkpoints, tmp_path):
     with pytest.raises(ConfigError, match=r"one checkpoint per task .* lacks \['segmentation'\]"):
         _mtl_cross_stitch({t: single_task_checkpoints[t] for t in ("depth", "normals")})
-    narrow = tmp_path / "narrow.ckpt"
-    torch.save({"state_dict": _mtl_cross_stitch(width=8).encoder.columns[0].state_dict()}, narrow)
-    with pytest.raises(ConfigError, match="does not hold an encoder like this column .* same backbone"):
+    narrow = tmp_path / "narrow.ckpt"  # a single-task model of another encoder width
+    other = SourceOnly(encoder=ResNetEncoder("resnet10", 8, small_input=False), tasks=["normals"], num_classes=5)
+    torch.save({"state_dict": other.state_dict()}, narrow)
+    wrong_width = r"has 'encoder\.conv1\.weight' of shape .* another architecture\. Point it at a single-task run"
+    with pytest.raises(ConfigError, match=wrong_width + " trained with the same backbone"):
         _mtl_cross_stitch({**single_task_checkpoints, "normals": narrow}).setup("fit")
     with pytest.raises(ConfigError, match="columns_from.depth not found"):
         _mtl_cross_stitch({**single_task_checkpoints, "depth": tmp_path / "gone.ckpt"}).setup("fit")

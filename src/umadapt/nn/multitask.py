@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from umadapt.checkpoints import read_state_dict
+from umadapt.checkpoints import load_partial_state
 from umadapt.errors import ConfigError
 from umadapt.nn.freeze import freeze
 
@@ -189,20 +189,16 @@ class CrossStitchEncoder(_PerTaskEncoder):
         ``columns_from``)."""
         self._check_bound()
         for task, column in zip(self.tasks, self.columns):
-            if task not in self.columns_from:
-                continue
-            path, what = self.columns_from[task], f"encoder.init_args.columns_from.{task}"
-            state = read_state_dict(path, what)
-            weights = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-            expected = column.state_dict()
-            wrong = [k for k in expected if k not in weights or tuple(weights[k].shape) != tuple(expected[k].shape)]
-            if wrong:
-                raise ConfigError(
-                    f"{what} {path!r} does not hold an encoder like this column (e.g. {wrong[0]!r} is "
-                    f"{'missing' if wrong[0] not in weights else 'of another shape'}): point it at a single-task run "
-                    "trained with the same backbone (a shared umadapt.nn.ResNetEncoder of the same arch and width)."
+            if task in self.columns_from:
+                load_partial_state(
+                    column,
+                    self.columns_from[task],
+                    prefixes=("",),
+                    what=f"encoder.init_args.columns_from.{task}",
+                    hint="Point it at a single-task run trained with the same backbone (a shared "
+                    "umadapt.nn.ResNetEncoder of the same arch and width).",
+                    source_prefix="encoder.",
                 )
-            column.load_state_dict({k: weights[k] for k in expected})
 
     def _build(self, num_tasks: int) -> None:
         self.units = nn.ModuleList(

@@ -65,6 +65,13 @@ sweep-%: $(STAMP) ## Validate, create and start the W&B sweep experiments/sweeps
 bench-mtl: $(STAMP) ## Multi-task learning on SynthRooms: 13 configs x 3 seeds (~50 min on 2 cores) -> results/mtl.md
 	$(BENCH) mtl --seeds $(SEEDS) $(BENCH_ARGS) --out $(OUT_DIR)/mtl.md --runs-dir $(RUNS_DIR)/mtl
 
+.PHONY: bench-selection
+bench-selection: $(STAMP) ## Label-free model selection: Digits DANN grid + SynthRooms UM-Adapt grid x 3 seeds (~1 h) -> results/selection_*.md
+	$(BENCH) select experiments/selection/digits_dann.yaml --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \
+		--out $(OUT_DIR)/selection_digits.md --runs-dir $(RUNS_DIR)/selection_digits
+	$(BENCH) select experiments/selection/synthrooms_umadapt.yaml --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \
+		--out $(OUT_DIR)/selection_synthrooms.md --runs-dir $(RUNS_DIR)/selection_synthrooms
+
 # Real-dataset benchmarks: your own copies of the data under DATA_ROOT (docs/real_datasets.md); nothing is downloaded.
 # They need a GPU for sensible run times. BENCH_ARGS passes extra options, e.g. BENCH_ARGS="--methods source_only".
 DATA_ROOT ?=

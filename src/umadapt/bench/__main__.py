@@ -1,9 +1,11 @@
-"""``python -m umadapt.bench {run,pairs,mtl,speed} ...``: the benchmark commands (``--help`` after one for its options).
+"""``python -m umadapt.bench {run,pairs,mtl,speed,select} ...``: the benchmark commands (``--help`` after one for
+its options).
 
 python -m umadapt.bench run synthrooms --seeds 0 1 2 --out results/synthrooms.md
 python -m umadapt.bench pairs office31 --out-dir results/office31
 python -m umadapt.bench mtl --out results/mtl.md
 python -m umadapt.bench speed --out results/speed.md
+python -m umadapt.bench select experiments/selection/digits_dann.yaml --runs-dir runs --out results/selection_digits.md
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ COMMANDS = {
     "pairs": "umadapt.bench.pairs",
     "mtl": "umadapt.bench.mtl",
     "speed": "umadapt.bench.speed",
+    "select": "umadapt.bench.selection",
 }
 
 

@@ -1,0 +1,462 @@
+"""Model selection without target labels: ``python -m umadapt.select RUN [RUN ...] --out results/selection_x.md``.
+
+Every checkpoint of the given run folders (``checkpoints/*.ckpt``; a grid saves several per run) is a *candidate*.
+Each candidate is scored by every label-free validator (:mod:`umadapt.validators`: labelled source validation
+samples, target validation *images*) and, for the report only, on the target **test** labels. Per seed, each
+validator picks its best candidate; the report gives, per validator, the target test metrics of its picks, the
+*oracle* pick (best by target test labels: an upper bound no user can reach), the *default* pick (the last
+checkpoint of the ``--default`` setting), the selection gap (oracle minus pick), the fraction of the oracle's gain
+over the default the pick recovers, and the rank correlations (Spearman, Kendall's τ) between validator and target
+metric over the candidates, with one scatter plot per validator.
+
+A run folder is ``<runs>/<setting>/seed<N>`` (the benchmark runner's layout) holding ``config.yaml`` and
+``checkpoints/``; its setting is the folder's parent name, its seed the config's ``seed_everything``. Scores are
+cached per checkpoint in ``<run>/selection/<checkpoint>.json``.
+
+    python -m umadapt.select results/runs/selection_digits/*/seed* --headline label/accuracy \\
+        --default mu0_0.01-w_1.0-adv_100 --out results/selection_digits.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from umadapt.checkpoints import read_checkpoint
+from umadapt.errors import ConfigError
+from umadapt.metrics import is_lower_better
+from umadapt.metrics.mtl import delta_mtl
+from umadapt.validators import Validator, build_validator, evidence_for, validation_loaders
+
+__all__ = ["Candidate", "discover", "main", "score_candidates", "summarize"]
+
+ORACLE, DEFAULT = "oracle (target test labels)", "default"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One checkpoint of one run."""
+
+    run: Path
+    checkpoint: Path
+    setting: str
+    seed: int
+    step: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.setting} seed{self.seed} step{self.step}"
+
+
+def _run_config(run: Path) -> dict[str, Any]:
+    path = run / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run} is not a run folder: it has no config.yaml (pass <runs>/<setting>/seed<N> folders).")
+    return yaml.safe_load(path.read_text())
+
+
+def _data_identity(config: Mapping[str, Any]) -> str:
+    """What two runs must share to be compared: the source and target data and the task set."""
+    data = (config.get("data") or {}).get("init_args") or {}
+    return json.dumps({k: data.get(k) for k in ("source", "target", "tasks")}, sort_keys=True, default=str)
+
+
+def discover(runs: Sequence[Path]) -> list[Candidate]:
+    """Every candidate checkpoint of ``runs`` (a run's ``last.ckpt`` is dropped when an epoch checkpoint has the
+    same step); runs of different data or task sets are refused, naming two of them."""
+    candidates: list[Candidate] = []
+    first: tuple[Path, str] | None = None
+    for run in runs:
+        run = Path(run)
+        config = _run_config(run)
+        identity = _data_identity(config)
+        if first is None:
+            first = (run, identity)
+        elif identity != first[1]:
+            raise ConfigError(
+                f"Runs {first[0]} and {run} are of different benchmarks or task sets (their data.source, data.target "
+                "or data.tasks differ): select among runs of one benchmark."
+            )
+        by_step: dict[int, Path] = {}
+        for checkpoint in sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.name)):
+            step = int(read_checkpoint(checkpoint).get("global_step", 0))
+            by_step.setdefault(step, checkpoint)
+        if not by_step:
+            raise ConfigError(f"Run {run} has no checkpoints/*.ckpt; train it first (or pass finished runs).")
+        seed = int(config.get("seed_everything") or 0)
+        candidates += [Candidate(run, path, run.parent.name, seed, step) for step, path in sorted(by_step.items())]
+    if len(candidates) < 2:
+        raise ConfigError(
+            f"Model selection needs at least two candidates; found {len(candidates)} in {[str(r) for r in runs]} "
+            "(a rank correlation of one point means nothing)."
+        )
+    return candidates
+
+
+class RunLoader:
+    """Builds each run's model from its ``config.yaml`` (once per run) and the data (once per data config)."""
+
+    def __init__(self) -> None:
+        self._models: dict[Path, Any] = {}
+        self._data: dict[str, Any] = {}
+
+    def __call__(self, candidate: Candidate) -> tuple[Any, Any]:
+        from umadapt.cli import build_cli  # here: the CLI's imports are only needed once a model is built
+
+        run = candidate.run
+        if run not in self._models:
+            config = _run_config(run)
+            for key in ("ckpt_path", "weights_only", "untrained"):
+                config.pop(key, None)
+            config["trainer"] = {**(config.get("trainer") or {}), "logger": False, "callbacks": None}
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+                yaml.safe_dump(config, handle)
+            try:
+                cli = build_cli(["--config", handle.name], run=False)
+            finally:
+                Path(handle.name).unlink()
+            self._models = {run: cli.model}  # one model at a time: runs are visited in order
+            self._data.setdefault(_data_identity(config), cli.datamodule)
+            self._models[run].datamodule_key = _data_identity(config)
+        model = self._models[run]
+        state = read_checkpoint(candidate.checkpoint)["state_dict"]
+        model.load_state_dict(state)
+        return model.eval(), self._data[model.datamodule_key]
+
+
+def target_test_metrics(model: Any, datamodule: Any) -> dict[str, float]:
+    """``{task/metric: value}`` of ``model`` on the target test split (for the report: these use target labels)."""
+    loader = torch.utils.data.DataLoader(datamodule.eval_dataset("target", "test"), batch_size=64, shuffle=False)
+    metrics = model.metrics["test_target"]
+    for metric in metrics.values():
+        metric.reset()
+    with torch.no_grad():
+        for batch in loader:
+            predictions = model(batch["image"])
+            for t in model.tasks:
+                metrics[t].update(predictions[t].float(), batch[t])
+    values = {f"{t}/{name}": float(v) for t in model.tasks for name, v in metrics[t].compute().items()}
+    for metric in metrics.values():
+        metric.reset()
+    return values
+
+
+def _cache_path(candidate: Candidate) -> Path:
+    return candidate.run / "selection" / f"{candidate.checkpoint.stem}.json"
+
+
+def score_candidates(
+    candidates: Sequence[Candidate],
+    validators: Sequence[Validator],
+    per_seed_options: Mapping[str, Mapping[str, Any]] | None = None,
+    load: RunLoader | None = None,
+    log: Any = print,
+) -> list[dict[str, Any]]:
+    """``[{candidate fields, scores: {validator: score}, metrics: {task/metric: target test value}}]``, reusing
+    cached scores of validators with the same settings. ``per_seed_options``: ``{validator: {option: value with
+    {seed}}}`` (e.g. the consistency validator's checkpoint of each seed's source phase)."""
+    load = load or RunLoader()
+    records = []
+    for index, candidate in enumerate(candidates, 1):
+        path = _cache_path(candidate)
+        cached = json.loads(path.read_text()) if path.is_file() else {}
+        if cached.get("mtime") != candidate.checkpoint.stat().st_mtime:
+            cached = {}
+        seeded = _seeded_validators(validators, per_seed_options or {}, candidate.seed)
+        todo = [v for v in seeded if cached.get("settings", {}).get(v.name) != _settings(v)]
+        if todo or "metrics" not in cached:
+            model, datamodule = load(candidate)
+            cached.setdefault("scores", {})
+            cached.setdefault("settings", {})
+            if "metrics" not in cached:
+                cached["metrics"] = target_test_metrics(model, datamodule)
+            source_loader, target_loader = validation_loaders(datamodule)
+            online = [v for v in todo if not v.post_hoc]
+            evidence = evidence_for(online, model, source_loader, target_loader) if online else None
+            for validator in todo:
+                validator.check(model)
+                if validator.post_hoc:
+                    score = validator.score_model(model, datamodule.images_dataset("target", "train"), source_loader)
+                else:
+                    score = validator.score(evidence)
+                cached["scores"][validator.name] = score
+                cached["settings"][validator.name] = _settings(validator)
+            cached["mtime"] = candidate.checkpoint.stat().st_mtime
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(cached, indent=1))
+            log(f"select: [{index}/{len(candidates)}] scored {candidate.label}")
+        records.append(
+            {
+                "setting": candidate.setting,
+                "seed": candidate.seed,
+                "step": candidate.step,
+                "checkpoint": str(candidate.checkpoint),
+                "scores": {v.name: cached["scores"][v.name] for v in seeded},
+                "metrics": cached["metrics"],
+            }
+        )
+    return records
+
+
+def _settings(validator: Validator) -> str:
+    return json.dumps(validator.describe(), sort_keys=True, default=str)
+
+
+def _seeded_validators(
+    validators: Sequence[Validator], options: Mapping[str, Mapping[str, Any]], seed: int
+) -> list[Validator]:
+    if not options:
+        return list(validators)
+    out = []
+    for validator in validators:
+        extra = options.get(validator.name)
+        if extra:
+            settings = {k: str(v).format(seed=seed) for k, v in extra.items()}
+            validator = build_validator(validator.name, **{**_init_options(validator), **settings})
+        out.append(validator)
+    return out
+
+
+def _init_options(validator: Validator) -> dict[str, Any]:
+    described = dict(validator.describe())
+    described.pop("name", None)
+    return described
+
+
+# -- the report ---------------------------------------------------------------------------------------------------
+def target_value(metrics: Mapping[str, float], headline: Sequence[str], reference: Mapping[str, float]) -> float:
+    """The target metric a selection is judged by: the headline metric itself (one metric), else Δ_MTL in % over
+    the headline metrics relative to ``reference`` (the seed's default pick)."""
+    if len(headline) == 1:
+        return float(metrics[headline[0]])
+    return delta_mtl(metrics, reference, metrics=headline)
+
+
+def _rank_correlations(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    from scipy.stats import kendalltau, spearmanr
+
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return math.nan, math.nan
+    return float(spearmanr(x, y).statistic), float(kendalltau(x, y).statistic)
+
+
+def summarize(
+    records: Sequence[Mapping[str, Any]], validators: Sequence[str], headline: Sequence[str], default: str
+) -> dict[str, Any]:
+    """Per seed: the oracle, default and each validator's pick, and the rank correlations; then mean ± std over
+    seeds. The target value is oriented so that higher is better (a lower-is-better headline metric is negated)."""
+    seeds = sorted({r["seed"] for r in records})
+    sign = -1.0 if len(headline) == 1 and is_lower_better(headline[0]) else 1.0
+    per_seed: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        rows = [r for r in records if r["seed"] == seed]
+        defaults = [r for r in rows if r["setting"] == default]
+        if not defaults:
+            settings = sorted({r["setting"] for r in rows})
+            raise ConfigError(f"--default {default!r} has no run of seed {seed}; settings of that seed: {settings}.")
+        default_row = max(defaults, key=lambda r: r["step"])
+        values = [sign * target_value(r["metrics"], headline, default_row["metrics"]) for r in rows]
+        picks = {ORACLE: max(range(len(rows)), key=values.__getitem__), DEFAULT: rows.index(default_row)}
+        correlations = {}
+        for name in validators:
+            scores = [r["scores"][name] for r in rows]
+            finite = [i for i, s in enumerate(scores) if math.isfinite(s)]
+            picks[name] = max(finite, key=scores.__getitem__) if finite else picks[DEFAULT]
+            correlations[name] = _rank_correlations([scores[i] for i in finite], [values[i] for i in finite])
+        per_seed[seed] = {
+            "values": values,
+            "picks": {k: {"index": i, **_pick(rows[i], values[i] * sign)} for k, i in picks.items()},
+            "correlations": correlations,
+        }
+    summary: dict[str, Any] = {"seeds": seeds, "headline": list(headline), "per_seed": per_seed, "rows": {}}
+    for name in [ORACLE, DEFAULT, *validators]:
+        picked = [per_seed[s]["picks"][name] for s in seeds]
+        row: dict[str, Any] = {
+            "metrics": {k: _mean_std([p["metrics"][k] for p in picked]) for k in headline},
+            "value": _mean_std([p["value"] for p in picked]),
+            "picked": [f"{p['setting']} step{p['step']}" for p in picked],
+        }
+        oriented = [sign * p["value"] for p in picked]
+        oracle = [sign * per_seed[s]["picks"][ORACLE]["value"] for s in seeds]
+        base = [sign * per_seed[s]["picks"][DEFAULT]["value"] for s in seeds]
+        row["gap"] = _mean_std([o - v for o, v in zip(oracle, oriented)])
+        gain = statistics.fmean(oracle) - statistics.fmean(base)
+        row["recovered"] = (statistics.fmean(oriented) - statistics.fmean(base)) / gain if gain > 0 else math.nan
+        if name in validators:
+            pairs = [per_seed[s]["correlations"][name] for s in seeds]
+            row["spearman"] = _mean_std([p[0] for p in pairs])
+            row["kendall"] = _mean_std([p[1] for p in pairs])
+        summary["rows"][name] = row
+    return summary
+
+
+def _pick(row: Mapping[str, Any], value: float) -> dict[str, Any]:
+    return {"setting": row["setting"], "step": row["step"], "metrics": dict(row["metrics"]), "value": value}
+
+
+def _mean_std(values: Sequence[float]) -> list[float]:
+    values = [float(v) for v in values if v == v]
+    if not values:
+        return [math.nan, math.nan]
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def _fmt(pair: Sequence[float], digits: int = 3) -> str:
+    mean, std = pair
+    return "n/a" if mean != mean else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def render(summary: Mapping[str, Any], title: str, command: str, candidates: int, default: str) -> str:
+    """The Markdown report of :func:`summarize`."""
+    headline = summary["headline"]
+    multi = len(headline) > 1
+    value_name = "Δ vs default (%)" if multi else headline[0]
+    lines = [
+        f"# {title}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{candidates} candidate checkpoints, seeds {summary['seeds']}; every row is mean ± std over the seeds of "
+        f"the candidate picked per seed. Target test metric: {value_name}"
+        + (f" (Δ_MTL over {', '.join(headline)} relative to the seed's default pick)" if multi else "")
+        + f". Default: the last checkpoint of `{default}`. The oracle row picks with the target test labels: an "
+        "upper bound no user can reach. Gap: oracle minus pick (in the target metric, higher-is-better oriented); "
+        "recovered: (pick − default) / (oracle − default), of the means over seeds; ρ and τ: Spearman and Kendall "
+        "rank correlation between validator and target metric over each seed's candidates.",
+        "",
+        "| pick by | "
+        + " | ".join(headline)
+        + (" | Δ vs default (%)" if multi else "")
+        + " | gap | recovered | ρ | τ |",
+        "|---" * (len(headline) + (1 if multi else 0) + 5) + "|",
+    ]
+    for name, row in summary["rows"].items():
+        cells = [_fmt(row["metrics"][k]) for k in headline]
+        if multi:
+            cells.append(_fmt(row["value"], 2))
+        recovered = row["recovered"]
+        cells += [
+            _fmt(row["gap"], 3 if not multi else 2),
+            "n/a" if recovered != recovered else f"{100 * recovered:.0f} %",
+            _fmt(row.get("spearman", [math.nan, 0]), 2),
+            _fmt(row.get("kendall", [math.nan, 0]), 2),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Picks per seed:", ""]
+    for name, row in summary["rows"].items():
+        lines.append(f"- {name}: " + "; ".join(row["picked"]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]], validator: str, path: Path) -> None:
+    """Scatter of validator score vs target metric, one point per candidate, the picks marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 4))
+    for seed in summary["seeds"]:
+        rows = [r for r in records if r["seed"] == seed]
+        values = summary["per_seed"][seed]["values"]
+        x = [r["scores"][validator] for r in rows]
+        points = axes.scatter(x, values, s=14, alpha=0.7, label=f"seed {seed}")
+        picks = summary["per_seed"][seed]["picks"]
+        for name, marker in ((validator, "*"), (ORACLE, "^"), (DEFAULT, "s")):
+            i = picks[name]["index"]
+            axes.scatter(
+                [x[i]], [values[i]], marker=marker, s=110, facecolors="none", edgecolors=points.get_facecolor()
+            )
+    value_name = "Δ vs default (%)" if len(summary["headline"]) > 1 else summary["headline"][0]
+    axes.set_xlabel(f"{validator} (higher = better)")
+    axes.set_ylabel(f"target test {value_name} (higher = better)")
+    axes.set_title(f"{validator}: ★ its pick, ▲ oracle, ■ default", fontsize=9)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(
+    records: Sequence[Mapping[str, Any]],
+    validators: Sequence[str],
+    headline: Sequence[str],
+    default: str,
+    out: Path,
+    title: str,
+    command: str,
+) -> dict[str, Any]:
+    """Write ``out`` (Markdown), its ``.json`` (summary and every candidate) and one ``<stem>_<validator>.png`` per
+    validator; return the summary."""
+    summary = summarize(records, validators, headline, default)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(summary, title, command, len(records), default))
+    data = {"command": command, "summary": summary, "candidates": list(records)}
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
+    for name in validators:
+        plot(summary, records, name, out.with_name(f"{out.stem}_{name}.png"))
+    return summary
+
+
+def _validator_options(text: str | None) -> dict[str, dict[str, Any]]:
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f'--validator-options is not JSON ({error}); e.g. \'{{"reverse": {{"steps": 200}}}}\'.')
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError("--validator-options must map validator names to option mappings.")
+    return options
+
+
+def build_validators(names: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> list[Validator]:
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ConfigError(f"--validator-options names {unknown}, which are not among --validators {list(names)}.")
+    static = {n: {k: v for k, v in o.items() if "{seed}" not in str(v)} for n, o in options.items()}
+    return [build_validator(name, **static.get(name, {})) for name in names]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m umadapt.select", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders <runs>/<setting>/seed<N>")
+    parser.add_argument("--out", type=Path, required=True, help="Markdown report (.json and PNGs beside it)")
+    parser.add_argument("--headline", nargs="+", required=True, help="target metric(s), e.g. label/accuracy")
+    parser.add_argument("--default", required=True, help="the setting whose last checkpoint is the default pick")
+    parser.add_argument("--validators", nargs="+", default=["source_risk", "entropy", "im", "bnm", "snd", "dev"])
+    parser.add_argument(
+        "--validator-options",
+        help="JSON {validator: {option: value}}; a value with {seed} is filled per candidate, e.g. "
+        '\'{"consistency": {"checkpoint": "runs/source_phase/seed{seed}/checkpoints/last.ckpt"}}\'',
+    )
+    parser.add_argument("--title", default="Model selection without target labels")
+    args = parser.parse_args(argv)
+    try:
+        options = _validator_options(args.validator_options)
+        validators = build_validators(args.validators, options)
+        per_seed = {n: {k: v for k, v in o.items() if "{seed}" in str(v)} for n, o in options.items()}
+        candidates = discover(args.runs)
+        records = score_candidates(candidates, validators, per_seed)
+        command = "python -m umadapt.select " + " ".join(argv)
+        write_report(records, args.validators, args.headline, args.default, args.out, args.title, command)
+    except ValueError as error:  # includes ConfigError
+        print(f"umadapt.select: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()

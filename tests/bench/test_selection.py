@@ -1,0 +1,165 @@
+"""``python -m umadapt.bench select``: the grid files of experiments/selection/ parse in every setting, a trimmed
+copy of each trains and is selected end to end, and the selection-mode config logs every validator."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import EXPERIMENTS, SMALL_DATA, config_args
+from umadapt.bench.registry import get_benchmark
+from umadapt.bench.runner import execute_none
+from umadapt.bench.selection import load_grid, run_grid
+from umadapt.cli import main
+from umadapt.errors import ConfigError
+
+GRIDS = ["selection/digits_dann.yaml", "selection/synthrooms_umadapt.yaml"]
+
+
+def _stack(grid):
+    return get_benchmark(grid.benchmark).stack(grid.method)
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_every_setting_of_the_grid_parses(name, capsys):
+    grid = load_grid(EXPERIMENTS / name)
+    settings = grid.settings()
+    assert grid.default in settings and len(settings) >= 6
+    runs = {setting: [*grid.args, *args] for setting, args in settings.items()}
+    if grid.prepare:
+        runs["prepare"] = grid.prepare["args"]
+    for setting, args in runs.items():
+        args = [a.replace("{prepare}", "source.ckpt") for a in args]
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", *config_args(*_stack(grid)), *args, "--print_config"])
+        assert exit_info.value.code in (0, None), setting
+    capsys.readouterr()
+
+
+def _trimmed(grid, tiny):
+    """The grid with two values of its first axis and the default of the others, on tiny data."""
+    default = grid.default_values
+    axes = {}
+    for index, (axis, values) in enumerate(grid.axes.items()):
+        keep = list(values)[:2] if index == 0 else [default[axis]]
+        if default[axis] not in keep:
+            keep = [default[axis], keep[0]]
+        axes[axis] = {label: values[label] for label in keep}
+    prepare = None
+    if grid.prepare:
+        prepare = {**grid.prepare, "args": [*grid.prepare["args"], *tiny, "--model.init_args.phases={source: 1, "
+                   "ccr: 1, adapt: 0}", "--trainer.max_epochs=2"]}  # fmt: skip
+    return dataclasses.replace(grid, axes=axes, args=[*grid.args, *tiny], prepare=prepare)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", GRIDS)
+def test_trimmed_grid_trains_and_selects(name, tmp_path, monkeypatch):
+    from umadapt.bench.selection import main as bench_select
+
+    grid = load_grid(EXPERIMENTS / name)
+    tiny = [*SMALL_DATA, "--data.init_args.eval_batch_size=4"]
+    if grid.benchmark == "digits":
+        tiny.append("--trainer.max_epochs=2")
+        grid = dataclasses.replace(grid, checkpoint_every_n_epochs=1)
+    trimmed = _trimmed(grid, tiny)
+    options = {**trimmed.validator_options, "reverse": {"steps": 3}} if "reverse" in grid.validators else None
+    trimmed = dataclasses.replace(trimmed, validator_options=options or trimmed.validator_options)
+    monkeypatch.setattr("umadapt.bench.selection.load_grid", lambda path: trimmed)
+    out = tmp_path / "selection.md"
+    bench_select([str(EXPERIMENTS / name), "--seeds", "0", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)])
+    data = json.loads(out.with_suffix(".json").read_text())
+    candidates = data["candidates"]
+    settings = {c["setting"] for c in candidates}
+    assert set(trimmed.settings()) <= settings
+    assert len(candidates) >= 2 * len(trimmed.settings())  # a checkpoint per epoch (and the source phase)
+    for candidate in candidates:
+        assert set(candidate["scores"]) == set(grid.validators)
+        assert all(math.isfinite(v) for v in candidate["scores"].values()), candidate
+    rows = data["summary"]["rows"]
+    assert {"oracle (target test labels)", "default", *grid.validators} == set(rows)
+    assert f"headline rule, fixed in advance: {grid.rule}" in out.read_text()
+    for validator in grid.validators:
+        assert out.with_name(f"selection_{validator}.png").is_file()
+    # scores are cached per checkpoint: a second selection trains and scores nothing
+    again = tmp_path / "again.md"
+    trimmed_runs = sorted((tmp_path / "runs").glob("*/seed0"))
+    assert all((run / "selection").is_dir() for run in trimmed_runs if run.parent.name in settings)
+    monkeypatch.setattr("umadapt.bench.selection.run_grid", functools.partial(run_grid, execute=execute_none))
+    monkeypatch.setattr("umadapt.select.RunLoader.__call__", lambda *a: pytest.fail("a cached score was recomputed"))
+    runs = str(tmp_path / "runs")
+    bench_select([str(EXPERIMENTS / name), "--seeds", "0", "--runs-dir", runs, "--out", str(again), "--resume"])
+    assert json.loads(again.with_suffix(".json").read_text())["candidates"] == candidates
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits/base.yaml+digits/dann.yaml+selection/digits_validators.yaml"])
+def test_selection_mode_config_logs_every_validator(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = [EXPERIMENTS / p for p in name.split("+")]
+    main(
+        [
+            "fit",
+            *config_args(*paths),
+            *SMALL_DATA,
+            "--trainer.max_epochs=2",
+            "--trainer.check_val_every_n_epoch=1",
+            "--checkpoint.every_n_epochs=1",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+        ]
+    )
+    (metrics,) = tmp_path.rglob("metrics.csv")
+    rows = [r for r in csv.DictReader(metrics.open()) if r.get("val/validator/im")]
+    assert len(rows) == 2  # every validation epoch (not the sanity check)
+    names = {"source_risk", "entropy", "im", "bnm", "snd", "dev", "agreement"}
+    assert {k.split("/")[-1] for k in rows[0] if k.startswith("val/validator/")} == names
+    assert all(math.isfinite(float(rows[-1][f"val/validator/{n}"])) for n in names)
+    assert {p.name for p in metrics.parent.glob("checkpoints/*.ckpt")} >= {"epoch=0-step=2.ckpt", "last.ckpt"}
+
+
+def test_validator_logger_reads_target_images_only():
+    from umadapt.callbacks import ValidatorLogger
+    from umadapt.validators import Entropy, validation_loaders
+
+    class Data:
+        eval_batch_size = 2
+
+        def eval_dataset(self, role, split):
+            return [{"image": 0, "label": 1}] * 2
+
+        def images_dataset(self, role, split):
+            assert (role, split) == ("target", "val")
+            return [{"image": 0}] * 2
+
+    source, target = validation_loaders(Data())
+    assert set(next(iter(target))) == {"image"} and set(next(iter(source))) == {"image", "label"}
+    with pytest.raises(ConfigError, match="train a model per score"):
+        from umadapt.validators import ReverseValidation
+
+        ValidatorLogger([ReverseValidation()])
+    with pytest.raises(ConfigError, match=r"validators \['entropy'\] appear twice"):
+        ValidatorLogger([Entropy(), Entropy()])
+    with pytest.raises(ConfigError, match="object has no eval_dataset"):
+        validation_loaders(object())
+
+
+def test_grid_file_mistakes_are_named(tmp_path):
+    good = (EXPERIMENTS / GRIDS[0]).read_text()
+    path = tmp_path / "grid.yaml"
+    path.write_text(good.replace("rule: reverse", "rule: oracle"))
+    with pytest.raises(ConfigError, match="rule 'oracle' must be one of its validators"):
+        load_grid(path)
+    path.write_text(good.replace('default: {mu0: "0.01"', 'default: {mu0: "0.02"'))
+    with pytest.raises(ConfigError, match=r"default mu0='0.02' is not one of \['0.003', '0.01', '0.03'\]"):
+        load_grid(path)
+    path.write_text(good + "\nepochs: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['epochs'\]"):
+        load_grid(path)
+    with pytest.raises(ConfigError, match="Grid file not found"):
+        load_grid(Path(tmp_path / "none.yaml"))

@@ -65,11 +65,13 @@ sweep-%: $(STAMP) ## Validate, create and start the W&B sweep experiments/sweeps
 bench-mtl: $(STAMP) ## Multi-task learning on SynthRooms: 13 configs x 3 seeds (~50 min on 2 cores) -> results/mtl.md
 	$(BENCH) mtl --seeds $(SEEDS) $(BENCH_ARGS) --out $(OUT_DIR)/mtl.md --runs-dir $(RUNS_DIR)/mtl
 
+# SELECT_ARGS passes options to both selections, e.g. SELECT_ARGS=--resume (python -m umadapt.bench select --help).
+SELECT_ARGS ?=
 .PHONY: bench-selection
 bench-selection: $(STAMP) ## Label-free model selection: Digits DANN grid + SynthRooms UM-Adapt grid x 3 seeds (~1 h) -> results/selection_*.md
-	$(BENCH) select experiments/selection/digits_dann.yaml --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \
+	$(BENCH) select experiments/selection/digits_dann.yaml --seeds $(SEEDS) --jobs $(JOBS) $(SELECT_ARGS) \
 		--out $(OUT_DIR)/selection_digits.md --runs-dir $(RUNS_DIR)/selection_digits
-	$(BENCH) select experiments/selection/synthrooms_umadapt.yaml --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \
+	$(BENCH) select experiments/selection/synthrooms_umadapt.yaml --seeds $(SEEDS) --jobs $(JOBS) $(SELECT_ARGS) \
 		--out $(OUT_DIR)/selection_synthrooms.md --runs-dir $(RUNS_DIR)/selection_synthrooms
 
 # Real-dataset benchmarks: your own copies of the data under DATA_ROOT (docs/real_datasets.md); nothing is downloaded.

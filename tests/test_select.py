@@ -131,3 +131,44 @@ def test_bad_validator_options_are_named():
         select._validator_options("{reverse: 1")
     with pytest.raises(ConfigError, match=r"--validator-options names \['dev'\]"):
         select.build_validators(["entropy"], {"dev": {"folds": 3}})
+
+
+def test_diverged_candidates_are_never_picked_and_a_validator_without_scores_picks_nothing():
+    records = _records()
+    records[1]["metrics"]["label/accuracy"] = math.nan  # seed 0, setting b diverged: no target value
+    records[1]["scores"]["good"] = math.nan
+    for r in records:
+        r["scores"]["broken"] = math.nan
+    summary = select.summarize(records, ["good", "broken"], ["label/accuracy"], default="a")
+    rows = summary["rows"]
+    assert rows[select.ORACLE]["picked"] == ["c step10", "c step10"]
+    assert rows["good"]["picked"] == ["c step10", "c step10"]
+    assert rows["broken"]["picked"] == ["none step-1", "none step-1"]
+    assert math.isnan(rows["broken"]["metrics"]["label/accuracy"][0]) and math.isnan(rows["broken"]["recovered"])
+
+
+def test_cached_scores_follow_the_validator_settings(tmp_path):
+    from umadapt.validators import build_validator
+
+    for name, options in (("snd", {"temperature": 0.1}), ("dev", {"folds": 3}), ("reverse", {"max_images": 7})):
+        validator = build_validator(name, **options)
+        settings = json.loads(select._settings(validator))
+        assert {k: settings[k] for k in options} == options  # a changed setting is a cache miss
+        rebuilt = build_validator(**settings)  # describe() round-trips: per-seed rebuilds keep every setting
+        assert rebuilt.describe() == validator.describe()
+    (seeded,) = select._seeded_validators([build_validator("reverse")], {"reverse": {"seed": "{seed}"}}, seed=2)
+    assert seeded.seed == 2 and seeded.steps == 300
+
+
+def test_an_interrupted_cache_write_is_scored_again(tmp_path, capsys):
+    path = tmp_path / "selection" / "last.json"
+    select._write_cache(path, {"scores": {"im": 1.0}})
+    assert select._read_cache(path) == {"scores": {"im": 1.0}} and not list(path.parent.glob("*.partial"))
+    path.write_text('{"scores": {"im": 1.')
+    assert select._read_cache(path) == {}
+    assert "unreadable score cache" in capsys.readouterr().err
+
+
+def test_a_mistyped_headline_is_refused_before_scoring():
+    with pytest.raises(ConfigError, match="Unknown headline metric 'label/acuracy'"):
+        select.check_headline(["label/acuracy"])

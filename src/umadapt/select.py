@@ -144,8 +144,10 @@ def target_test_metrics(model: Any, datamodule: Any) -> dict[str, float]:
     with torch.no_grad():
         for batch in loader:
             predictions = model(batch["image"])
-            for t in model.tasks:
-                metrics[t].update(predictions[t].float(), batch[t])
+            for t in model.tasks:  # the labelled samples only, as MultiTaskModel's test step scores them
+                labelled = model.task_specs[t].labelled(batch[t])
+                if labelled.any():
+                    metrics[t].update(predictions[t][labelled].float(), batch[t][labelled])
     values = {f"{t}/{name}": float(v) for t in model.tasks for name, v in metrics[t].compute().items()}
     for metric in metrics.values():
         metric.reset()
@@ -170,7 +172,7 @@ def score_candidates(
     records = []
     for index, candidate in enumerate(candidates, 1):
         path = _cache_path(candidate)
-        cached = json.loads(path.read_text()) if path.is_file() else {}
+        cached = _read_cache(path)
         if cached.get("mtime") != candidate.checkpoint.stat().st_mtime:
             cached = {}
         seeded = _seeded_validators(validators, per_seed_options or {}, candidate.seed)
@@ -182,19 +184,22 @@ def score_candidates(
             if "metrics" not in cached:
                 cached["metrics"] = target_test_metrics(model, datamodule)
             source_loader, target_loader = validation_loaders(datamodule)
-            online = [v for v in todo if not v.post_hoc]
-            evidence = evidence_for(online, model, source_loader, target_loader) if online else None
             for validator in todo:
                 validator.check(model)
-                if validator.post_hoc:
+            online = [v for v in todo if not v.post_hoc]
+            evidence = evidence_for(online, model, source_loader, target_loader) if online else None
+            diverged = evidence is not None and not evidence.is_finite()
+            for validator in todo:
+                if diverged:  # a diverged model: NaN predictions score NaN, never picked
+                    score = math.nan
+                elif validator.post_hoc:
                     score = validator.score_model(model, datamodule.images_dataset("target", "train"), source_loader)
                 else:
                     score = validator.score(evidence)
                 cached["scores"][validator.name] = score
                 cached["settings"][validator.name] = _settings(validator)
             cached["mtime"] = candidate.checkpoint.stat().st_mtime
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(cached, indent=1))
+            _write_cache(path, cached)
             log(f"select: [{index}/{len(candidates)}] scored {candidate.label}")
         records.append(
             {
@@ -209,8 +214,31 @@ def score_candidates(
     return records
 
 
+def _read_cache(path: Path) -> dict[str, Any]:
+    """A candidate's cached scores; an unreadable file (an interrupted write) counts as none."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        print(f"select: ignoring the unreadable score cache {path}; scoring again", file=sys.stderr)
+        return {}
+
+
+def _write_cache(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=1))
+    partial.replace(path)  # atomic: a killed run never leaves half a file
+
+
 def _settings(validator: Validator) -> str:
-    return json.dumps(validator.describe(), sort_keys=True, default=str)
+    """What a cached score depends on: the validator's settings and the files they name (by modification time)."""
+    settings = validator.describe()
+    checkpoint = settings.get("checkpoint")
+    if checkpoint and Path(checkpoint).is_file():
+        settings["checkpoint_mtime"] = Path(checkpoint).stat().st_mtime
+    return json.dumps(settings, sort_keys=True, default=str)
 
 
 def _seeded_validators(
@@ -221,8 +249,8 @@ def _seeded_validators(
     out = []
     for validator in validators:
         extra = options.get(validator.name)
-        if extra:
-            settings = {k: str(v).format(seed=seed) for k, v in extra.items()}
+        if extra:  # "{seed}" filled in, then read back as YAML: "{seed}" alone becomes the integer seed
+            settings = {k: yaml.safe_load(str(v).replace("{seed}", str(seed))) for k, v in extra.items()}
             validator = build_validator(validator.name, **{**_init_options(validator), **settings})
         out.append(validator)
     return out
@@ -267,23 +295,25 @@ def summarize(
             raise ConfigError(f"--default {default!r} has no run of seed {seed}; settings of that seed: {settings}.")
         default_row = max(defaults, key=lambda r: r["step"])
         values = [sign * target_value(r["metrics"], headline, default_row["metrics"]) for r in rows]
-        picks = {ORACLE: max(range(len(rows)), key=values.__getitem__), DEFAULT: rows.index(default_row)}
+        ranked = [v if math.isfinite(v) else -math.inf for v in values]  # a diverged run is never the oracle's pick
+        picks: dict[str, int | None] = {ORACLE: max(range(len(rows)), key=ranked.__getitem__)}
+        picks[DEFAULT] = rows.index(default_row)
         correlations = {}
         for name in validators:
             scores = [r["scores"][name] for r in rows]
-            finite = [i for i, s in enumerate(scores) if math.isfinite(s)]
-            picks[name] = max(finite, key=scores.__getitem__) if finite else picks[DEFAULT]
+            finite = [i for i, s in enumerate(scores) if math.isfinite(s) and math.isfinite(values[i])]
+            picks[name] = max(finite, key=scores.__getitem__) if finite else None  # no finite score: no pick
             correlations[name] = _rank_correlations([scores[i] for i in finite], [values[i] for i in finite])
         per_seed[seed] = {
             "values": values,
-            "picks": {k: {"index": i, **_pick(rows[i], values[i] * sign)} for k, i in picks.items()},
+            "picks": {k: _pick(rows, i, values, sign) for k, i in picks.items()},
             "correlations": correlations,
         }
     summary: dict[str, Any] = {"seeds": seeds, "headline": list(headline), "per_seed": per_seed, "rows": {}}
     for name in [ORACLE, DEFAULT, *validators]:
         picked = [per_seed[s]["picks"][name] for s in seeds]
         row: dict[str, Any] = {
-            "metrics": {k: _mean_std([p["metrics"][k] for p in picked]) for k in headline},
+            "metrics": {k: _mean_std([p["metrics"].get(k, math.nan) for p in picked]) for k in headline},
             "value": _mean_std([p["value"] for p in picked]),
             "picked": [f"{p['setting']} step{p['step']}" for p in picked],
         }
@@ -301,13 +331,25 @@ def summarize(
     return summary
 
 
-def _pick(row: Mapping[str, Any], value: float) -> dict[str, Any]:
-    return {"setting": row["setting"], "step": row["step"], "metrics": dict(row["metrics"]), "value": value}
+def _pick(rows: Sequence[Mapping[str, Any]], index: int | None, values: Sequence[float], sign: float) -> dict:
+    """The picked candidate (its target value in the metric's own orientation); ``index`` ``None``: no pick."""
+    if index is None:
+        return {"index": None, "setting": "none", "step": -1, "metrics": {}, "value": math.nan}
+    row = rows[index]
+    metrics = dict(row["metrics"])
+    return {
+        "index": index,
+        "setting": row["setting"],
+        "step": row["step"],
+        "metrics": metrics,
+        "value": values[index] * sign,
+    }
 
 
 def _mean_std(values: Sequence[float]) -> list[float]:
-    values = [float(v) for v in values if v == v]
-    if not values:
+    """Mean and sample std over seeds; NaN when any seed's value is (a seed without a pick)."""
+    values = [float(v) for v in values]
+    if not values or any(v != v for v in values):
         return [math.nan, math.nan]
     return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
@@ -375,6 +417,8 @@ def plot(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]], valid
         picks = summary["per_seed"][seed]["picks"]
         for name, marker in ((validator, "*"), (ORACLE, "^"), (DEFAULT, "s")):
             i = picks[name]["index"]
+            if i is None:
+                continue
             axes.scatter(
                 [x[i]], [values[i]], marker=marker, s=110, facecolors="none", edgecolors=points.get_facecolor()
             )
@@ -396,13 +440,14 @@ def write_report(
     out: Path,
     title: str,
     command: str,
+    about: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``out`` (Markdown), its ``.json`` (summary and every candidate) and one ``<stem>_<validator>.png`` per
-    validator; return the summary."""
+    """Write ``out`` (Markdown), its ``.json`` (summary, every candidate and ``about``: e.g. the grid's rule) and one
+    ``<stem>_<validator>.png`` per validator; return the summary."""
     summary = summarize(records, validators, headline, default)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(summary, title, command, len(records), default))
-    data = {"command": command, "summary": summary, "candidates": list(records)}
+    data = {"command": command, **dict(about or {}), "summary": summary, "candidates": list(records)}
     out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
     for name in validators:
         plot(summary, records, name, out.with_name(f"{out.stem}_{name}.png"))
@@ -419,6 +464,15 @@ def _validator_options(text: str | None) -> dict[str, dict[str, Any]]:
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ConfigError("--validator-options must map validator names to option mappings.")
     return options
+
+
+def check_headline(headline: Sequence[str]) -> None:
+    """Refuse a headline metric whose direction umadapt does not know (a typo), before any scoring."""
+    for name in headline:
+        try:
+            is_lower_better(name)
+        except KeyError:
+            raise ConfigError(f"Unknown headline metric {name!r}: name a task/metric such as label/accuracy.") from None
 
 
 def build_validators(names: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> list[Validator]:
@@ -447,6 +501,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         options = _validator_options(args.validator_options)
         validators = build_validators(args.validators, options)
+        check_headline(args.headline)
         per_seed = {n: {k: v for k, v in o.items() if "{seed}" in str(v)} for n, o in options.items()}
         candidates = discover(args.runs)
         records = score_candidates(candidates, validators, per_seed)

@@ -107,3 +107,32 @@ def test_a_task_without_gap_is_not_applicable_instead_of_an_error(tmp_path):
     summary = report.write_benchmark(BENCH, records, WALL, [0, 1], tmp_path / "toy.md", "cmd")
     assert summary["dann"]["gap_closed"] == pytest.approx({"segmentation/miou": 0.1 / 0.35})
     assert "| dann | 0.8500 ± 0.0707 | 0.3500 ± 0.0707 | +31.36 | n/a, 29 % |" in (tmp_path / "toy.md").read_text()
+
+
+def test_a_label_free_selection_beside_the_table_becomes_its_headline(tmp_path):
+    from umadapt import select
+
+    records = [
+        {
+            "setting": s,
+            "seed": seed,
+            "step": 1,
+            "scores": {"im": v},
+            "metrics": {"depth/rmse": r, "segmentation/miou": i},
+        }
+        for seed in (0, 1)
+        for s, v, r, i in (("a", 0.0, 1.0, 0.2), ("b", 1.0, 0.8, 0.3), ("c", 2.0, 0.9, 0.25))
+    ]
+    about = {"rule": "im", "method": "dann", "grid": "toy_grid.yaml"}
+    keys = ["depth/rmse", "segmentation/miou"]
+    select.write_report(records, ["im"], keys, "a", tmp_path / "selection_toy.md", "t", "cmd", about)
+    out = tmp_path / "toy.md"
+    report.write_benchmark(BENCH, RECORDS, WALL, [0, 1], out, "cmd")
+    text = out.read_text()
+    assert text.index("## Headline: dann chosen without target labels") < text.index("## Headline\n")
+    assert "| im (label-free, the headline) | 0.9000 ± 0.0000 | 0.2500 ± 0.0000 |" in text
+    assert "| default settings, last epoch | 1.0000 ± 0.0000 | 0.2000 ± 0.0000 |" in text
+    assert "| oracle pick (target test labels: unreachable bound) | 0.8000 ± 0.0000 | 0.3000 ± 0.0000 |" in text
+    (tmp_path / "selection_toy.json").unlink()
+    report.write_benchmark(BENCH, RECORDS, WALL, [0, 1], out, "cmd")
+    assert "chosen without target labels" not in out.read_text()

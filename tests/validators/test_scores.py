@@ -251,3 +251,16 @@ def test_build_validator_names_unknown_validators_and_options():
         build_validator("entropie")
     with pytest.raises(ConfigError, match=r"Validator 'dev' with options \{'bins': 3\}"):
         build_validator("dev", bins=3)
+
+
+def test_a_diverged_model_is_not_finite_evidence_and_modes_are_restored():
+    images, labels = _source()
+    model = PixelModel()
+    model.seg.train()
+    model.eval()
+    model.seg.train()  # a frozen-in-eval root with a training child (UM-Adapt keeps such mixes): both kept
+    evidence = collect_evidence(model, _batches(images, labels), _batches(images))
+    assert evidence.is_finite() and not model.training and model.seg.training
+    with torch.no_grad():
+        model.seg.weight.fill_(float("nan"))
+    assert not collect_evidence(model, _batches(images, labels), _batches(images)).is_finite()

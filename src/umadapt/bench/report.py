@@ -140,8 +140,10 @@ def benchmark_markdown(
     command: str,
     chart: list[str],
     execution: Mapping[str, Any] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> str:
-    """The Markdown report of a benchmark run by :mod:`umadapt.bench.runner`."""
+    """The Markdown report of a benchmark run by :mod:`umadapt.bench.runner` (``selection``: the JSON of its
+    label-free model selection, :mod:`umadapt.bench.selection`, reported first when given)."""
     methods, headline = list(summary), bench.headline_keys
     lines = [
         f"# {bench.name}: {bench.domain}-domain test metrics",
@@ -149,6 +151,7 @@ def benchmark_markdown(
         f"Seeds {list(seeds)}; mean ± std over seeds. Checkpoint: the last epoch (no target labels used to choose it).",
         f"Command: `{command}`",
         "",
+        *selection_lines(selection),
         "## Headline",
         "",
         f"| method | {headline_header(headline)} | Δ_MTL vs {bench.reference.replace('_', '-')} (%) | gap closed ("
@@ -172,6 +175,34 @@ def benchmark_markdown(
         lines += getattr(__import__(module, fromlist=[function]), function)()
     lines += published_lines(bench.published)
     return "\n".join(lines) + "\n"
+
+
+def selection_lines(selection: Mapping[str, Any] | None) -> list[str]:
+    """The headline of a label-free model selection (``results/selection_<benchmark>.json``): the rule's picks, the
+    default and the oracle, as ``python -m umadapt.bench select`` measured them; nothing without a selection."""
+    if not selection:
+        return []
+    summary, rule = selection["summary"], selection.get("rule")
+    rows = summary["rows"]
+    if rule not in rows:
+        return []
+    keys = summary["headline"]
+    lines = [
+        f"## Headline: {selection.get('method', 'the method')} chosen without target labels",
+        "",
+        f"Settings and checkpoint picked per seed by the label-free rule fixed in advance ({rule}) among "
+        f"{len(selection['candidates'])} candidates ({selection.get('grid', 'a grid')}; `make bench-selection`). The "
+        "method rows below use the configs' settings, some chosen with target labels: optimistic.",
+        "",
+        "| pick by | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
+    for name, label in ((rule, f"{rule} (label-free, the headline)"), ("default", "default settings, last epoch")):
+        lines.append(f"| {label} | " + " | ".join(fmt(*rows[name]["metrics"][k]) for k in keys) + " |")
+    oracle = next(name for name in rows if name.startswith("oracle"))
+    lines.append("| oracle pick (target test labels: unreachable bound) | " + " | ".join(
+        fmt(*rows[oracle]["metrics"][k]) for k in keys) + " |")  # fmt: skip
+    return [*lines, ""]
 
 
 def gap_panel(bench: Benchmark, summary: Mapping, title: str | None = None) -> Panel | None:
@@ -211,7 +242,9 @@ def write_benchmark(
     summary = summarise(bench, records)
     panel = gap_panel(bench, summary)
     chart = chart_line(out, "gap closed per task and method") if panel else []
-    text = benchmark_markdown(bench, summary, seeds, wall, command, chart, execution)
+    selection_file = out.with_name(f"selection_{bench.name}.json")
+    selection = json.loads(selection_file.read_text()) if selection_file.is_file() else None
+    text = benchmark_markdown(bench, summary, seeds, wall, command, chart, execution, selection)
     payload = {"summary": summary, "runs": records, "wall": wall, "execution": dict(execution or {})}
     write(out, text, payload, [panel] if panel else [])
     return summary

@@ -174,15 +174,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="reuse every run whose benchmark_record.json exists")
     args = parser.parse_args(argv)
     grid = load_grid(args.grid)
-    folders = run_grid(grid, args.seeds, args.runs_dir, jobs=args.jobs, resume=args.resume)
-    options = {n: {k: v for k, v in o.items() if "{seed}" not in str(v)} for n, o in grid.validator_options.items()}
-    per_seed = {
-        n: {k: str(v).replace("{runs}", str(args.runs_dir)) for k, v in o.items() if "{seed}" in str(v)}
+    filled = {
+        n: {k: str(v).replace("{runs}", str(args.runs_dir)) if isinstance(v, str) else v for k, v in o.items()}
         for n, o in grid.validator_options.items()
     }
-    validators = select.build_validators(grid.validators, options)
+    options = {n: {k: v for k, v in o.items() if "{seed}" not in str(v)} for n, o in filled.items()}
+    per_seed = {n: {k: v for k, v in o.items() if "{seed}" in str(v)} for n, o in filled.items()}
+    validators = select.build_validators(grid.validators, options)  # mistakes surface before an hour of training
+    select.check_headline(grid.headline)
+    folders = run_grid(grid, args.seeds, args.runs_dir, jobs=args.jobs, resume=args.resume)
     records = select.score_candidates(select.discover(folders), validators, per_seed)
     command = f"python -m umadapt.bench select {' '.join(argv)}"
     title = f"{grid.title} (headline rule, fixed in advance: {grid.rule})"
-    select.write_report(records, grid.validators, grid.headline, grid.default, args.out, title, command)
+    about = {"rule": grid.rule, "benchmark": grid.benchmark, "method": grid.method, "grid": grid.path.name}
+    about.update(default_setting=grid.default, seeds=list(args.seeds))
+    select.write_report(records, grid.validators, grid.headline, grid.default, args.out, title, command, about)
     print(args.out.read_text())

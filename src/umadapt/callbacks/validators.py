@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -62,5 +63,7 @@ class ValidatorLogger(pl.Callback):
             return
         max_batches = 1 if trainer.fast_dev_run else None
         evidence = evidence_for(self.validators, pl_module, *self._loaders, max_batches=max_batches)
+        finite = evidence.is_finite()  # a diverged model logs NaN (a monitor never picks it)
         for validator in self.validators:  # every rank scores the whole validation data: no reduction needed
-            pl_module.log(VALIDATOR_METRIC.format(name=validator.name), validator.score(evidence))
+            score = validator.score(evidence) if finite else math.nan
+            pl_module.log(VALIDATOR_METRIC.format(name=validator.name), score)

@@ -8,7 +8,7 @@ no validator can reach a target label even when handed the wrong loader.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,19 @@ CLASS_TASKS = ("label", "segmentation")
 TRANSFORMS = ("hflip", "shift")
 """Transformations of :class:`~umadapt.validators.TransformationAgreement`: a horizontal flip (normals' x negated
 when mapped back), or a circular shift of ``shift_pixels`` columns (mapped back by the opposite shift)."""
+
+
+def evaluation_mode(model: nn.Module) -> Callable[[], None]:
+    """Put ``model`` in eval mode; return the function that restores every submodule's own mode (a model may keep
+    frozen parts in eval mode while training, e.g. UM-Adapt's adaptation phase)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+
+    def restore() -> None:
+        for module, training in modes:
+            module.training = training
+
+    return restore
 
 
 def check_images_only(batch: Mapping[str, Any], where: str = "a validator") -> None:
@@ -93,6 +106,13 @@ class Evidence:
     def class_tasks(self) -> list[str]:
         return [t for t in self.tasks if t in CLASS_TASKS]
 
+    def is_finite(self) -> bool:
+        """Whether every prediction and feature is finite; a diverged model's are not, and it scores NaN."""
+        tensors = [*self.source_predictions.values(), *self.target_predictions.values(), self.source_losses]
+        tensors += [t for t in (self.source_features, self.target_features) if t is not None]
+        tensors += [v for outputs in self.target_transformed.values() for v in outputs.values()]
+        return all(bool(torch.isfinite(t).all()) for t in tensors)
+
 
 def _pooled(features: Any) -> Tensor:
     """The deepest feature map average-pooled to ``[B, C]`` (per-task features: concatenated in task order)."""
@@ -151,8 +171,7 @@ def collect_evidence(
             raise ConfigError(f"Unknown transform {transform!r}; valid: {list(TRANSFORMS)}.")
     tasks = list(model.tasks)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    restore = evaluation_mode(model)
     gathered: dict[str, list[Tensor]] = {}
 
     def keep(key: str, value: Tensor) -> None:
@@ -193,7 +212,7 @@ def collect_evidence(
                     for t, v in outputs.items():
                         keep(f"{transform}/{t}", map_back(t, v.float(), transform, shift_pixels))
     finally:
-        model.train(was_training)
+        restore()
 
     def cat(key: str) -> Tensor:
         if key not in gathered:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from umadapt.errors import ConfigError
-from umadapt.validators.evidence import CLASS_TASKS, Evidence, check_images_only, per_sample_losses
+from umadapt.validators.evidence import CLASS_TASKS, Evidence, check_images_only, evaluation_mode, per_sample_losses
 from umadapt.validators.scores import Validator
 
 __all__ = ["ReverseValidation", "pseudo_labels", "reinitialized_copy"]
@@ -32,8 +31,7 @@ def pseudo_labels(model: nn.Module, images: Tensor, batch_size: int = 64) -> dic
     """The model's predictions of ``images`` as training targets: class indices (argmax) for class tasks, the
     predicted depth / normals for dense regression tasks."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    restore = evaluation_mode(model)
     out: dict[str, list[Tensor]] = {}
     try:
         with torch.no_grad():
@@ -42,7 +40,7 @@ def pseudo_labels(model: nn.Module, images: Tensor, batch_size: int = 64) -> dic
                     v = v.argmax(dim=1) if t in CLASS_TASKS else v.float()
                     out.setdefault(t, []).append(v.cpu())
     finally:
-        model.train(was_training)
+        restore()
     return {t: torch.cat(v) for t, v in out.items()}
 
 
@@ -87,9 +85,6 @@ class ReverseValidation(Validator):
             "Validator 'reverse' trains a reverse model: run it with python -m umadapt.select (score_model), not "
             "from evidence or the per-epoch ValidatorLogger."
         )
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size}
 
     def score_model(
         self, model: nn.Module, target_images: Dataset, source_loader: Iterable[Mapping[str, Tensor]]

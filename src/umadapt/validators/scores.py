@@ -57,8 +57,9 @@ class Validator(ABC):
         """The score of ``evidence.model`` (higher is better)."""
 
     def describe(self) -> dict[str, Any]:
-        """Name and settings, for results files."""
-        return {"name": self.name}
+        """Name and every setting (the public attributes, named as the constructor's arguments), for results files
+        and score caches: ``build_validator(**describe())`` rebuilds the validator."""
+        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
 
 
 def _class_tasks(validator: Validator, model: nn.Module, tasks: Sequence[str] | None) -> list[str]:
@@ -171,9 +172,6 @@ class SND(Validator):
         ]
         return float(sum(values) / len(values))
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "on": self.on, "temperature": self.temperature, "max_points": self.max_points}
-
 
 class SourceRisk(Validator):
     """Negative source validation risk, ``−1/N_s Σ_i Σ_t w_t L_t(x_i)``: the no-adaptation baseline of model selection
@@ -257,9 +255,6 @@ class TransformationAgreement(Validator):
             values.append(float(F.prediction_disagreement(t, a, b).mean()))
         return -float(sum(values) / len(values))
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "transform": self.transform, "shift_pixels": self.shift_pixels}
-
 
 class CrossTaskConsistency(Validator):
     """Negative mean cross-task energy of the target predictions, ``−1/N_t Σ_i E(x_i)`` with UM-Adapt's
@@ -277,7 +272,7 @@ class CrossTaskConsistency(Validator):
 
     def __init__(self, checkpoint: str | None = None, batch_size: int = 64) -> None:
         self.checkpoint, self.batch_size = checkpoint, int(batch_size)
-        self._cache: tuple[int, nn.Module] | None = None
+        self._cache: tuple[nn.Module, nn.Module] | None = None
 
     def check(self, model: nn.Module) -> None:
         if not isinstance(getattr(model, "distillation", None), nn.Module):
@@ -290,7 +285,7 @@ class CrossTaskConsistency(Validator):
         self.check(model)
         if self.checkpoint is None:
             return model.distillation
-        if self._cache is None or self._cache[0] != id(model):
+        if self._cache is None or self._cache[0] is not model:
             import copy
 
             holder = nn.Module()
@@ -302,7 +297,7 @@ class CrossTaskConsistency(Validator):
                 what="Cross-task networks of the 'consistency' validator",
                 hint="Point checkpoint at a UM-Adapt run's last.ckpt (its source phase trains the networks).",
             )
-            self._cache = (id(model), holder.distillation.eval())
+            self._cache = (model, holder.distillation.eval())
         return self._cache[1]
 
     def score(self, evidence: Evidence) -> float:
@@ -317,6 +312,3 @@ class CrossTaskConsistency(Validator):
                 }
                 energies.append(networks.energy(chunk).double().cpu())
         return -float(torch.cat(energies).mean())
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "checkpoint": self.checkpoint}

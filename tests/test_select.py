@@ -81,9 +81,13 @@ def test_summary_picks_and_correlations_on_runs_with_known_metrics():
     assert rows["good"]["metrics"]["label/accuracy"][0] == pytest.approx(0.70)
     assert rows["noisy"]["metrics"]["label/accuracy"][0] == pytest.approx((0.60 + 0.65) / 2)
     assert rows["good"]["gap"][0] == pytest.approx(0.0)
+    assert rows[select.RANDOM]["metrics"]["label/accuracy"][0] == pytest.approx((0.6 + (0.4 + 0.65 + 0.7) / 3) / 2)
+    assert rows[select.RANDOM]["picked"] == ["mean of 3 candidates"] * 2
     assert rows["noisy"]["gap"][0] == pytest.approx(((0.70 - 0.60) + (0.70 - 0.65)) / 2)
     assert rows["good"]["recovered"] == pytest.approx(1.0)
     assert rows["bad"]["recovered"] == pytest.approx(0.0)
+    chance = (0.6 + (0.4 + 0.65 + 0.7) / 3) / 2
+    assert rows["noisy"]["recovered_vs_random"] == pytest.approx(((0.60 + 0.65) / 2 - chance) / (0.70 - chance))
     gain = (0.70 + 0.70) / 2 - (0.50 + 0.40) / 2
     assert rows["noisy"]["recovered"] == pytest.approx(((0.60 + 0.65) / 2 - 0.45) / gain)
     assert rows["good"]["spearman"] == pytest.approx([1.0, 0.0]) and rows["bad"]["kendall"] == pytest.approx([-1, 0])
@@ -119,7 +123,8 @@ def test_report_files(tmp_path):
     out = tmp_path / "selection_x.md"
     select.write_report(_records(), ["good", "noisy"], ["label/accuracy"], "a", out, "Title", "cmd")
     text = out.read_text()
-    assert "| oracle (target test labels) | 0.700 ± 0.000 |" in text and "| good | 0.700 ± 0.000 | 0.000" in text
+    assert "| oracle (target test labels) | 0.700 ± 0.000 |" in text
+    assert "| good | 0.700 ± 0.000 | 0.000 ± 0.000 | 100 % | 100 % | 1.00 ± 0.00 | 1.00 ± 0.00 |" in text
     data = json.loads(out.with_suffix(".json").read_text())
     assert len(data["candidates"]) == 6 and not math.isnan(data["summary"]["rows"]["good"]["recovered"])
     assert (tmp_path / "selection_x_good.png").stat().st_size > 1000
@@ -143,7 +148,7 @@ def test_diverged_candidates_are_never_picked_and_a_validator_without_scores_pic
     rows = summary["rows"]
     assert rows[select.ORACLE]["picked"] == ["c step10", "c step10"]
     assert rows["good"]["picked"] == ["c step10", "c step10"]
-    assert rows["broken"]["picked"] == ["none step-1", "none step-1"]
+    assert rows["broken"]["picked"] == ["none (no finite score)"] * 2
     assert math.isnan(rows["broken"]["metrics"]["label/accuracy"][0]) and math.isnan(rows["broken"]["recovered"])
 
 

@@ -41,7 +41,7 @@ from umadapt.validators import Validator, build_validator, evidence_for, validat
 
 __all__ = ["Candidate", "discover", "main", "score_candidates", "summarize"]
 
-ORACLE, DEFAULT = "oracle (target test labels)", "default"
+ORACLE, DEFAULT, RANDOM = "oracle (target test labels)", "default", "random candidate (expected)"
 
 
 @dataclass(frozen=True)
@@ -306,23 +306,27 @@ def summarize(
             correlations[name] = _rank_correlations([scores[i] for i in finite], [values[i] for i in finite])
         per_seed[seed] = {
             "values": values,
-            "picks": {k: _pick(rows, i, values, sign) for k, i in picks.items()},
+            "picks": {
+                **{k: _pick(rows, i, values, sign) for k, i in picks.items()},
+                RANDOM: _expected(rows, values, sign),
+            },
             "correlations": correlations,
         }
     summary: dict[str, Any] = {"seeds": seeds, "headline": list(headline), "per_seed": per_seed, "rows": {}}
-    for name in [ORACLE, DEFAULT, *validators]:
+    for name in [ORACLE, DEFAULT, RANDOM, *validators]:
         picked = [per_seed[s]["picks"][name] for s in seeds]
         row: dict[str, Any] = {
             "metrics": {k: _mean_std([p["metrics"].get(k, math.nan) for p in picked]) for k in headline},
             "value": _mean_std([p["value"] for p in picked]),
-            "picked": [f"{p['setting']} step{p['step']}" for p in picked],
+            "picked": [p["setting"] if p["step"] < 0 else f"{p['setting']} step{p['step']}" for p in picked],
         }
         oriented = [sign * p["value"] for p in picked]
         oracle = [sign * per_seed[s]["picks"][ORACLE]["value"] for s in seeds]
         base = [sign * per_seed[s]["picks"][DEFAULT]["value"] for s in seeds]
         row["gap"] = _mean_std([o - v for o, v in zip(oracle, oriented)])
-        gain = statistics.fmean(oracle) - statistics.fmean(base)
-        row["recovered"] = (statistics.fmean(oriented) - statistics.fmean(base)) / gain if gain > 0 else math.nan
+        row["recovered"] = _recovered(oriented, oracle, base)
+        chance = [sign * per_seed[s]["picks"][RANDOM]["value"] for s in seeds]
+        row["recovered_vs_random"] = _recovered(oriented, oracle, chance)
         if name in validators:
             pairs = [per_seed[s]["correlations"][name] for s in seeds]
             row["spearman"] = _mean_std([p[0] for p in pairs])
@@ -331,10 +335,24 @@ def summarize(
     return summary
 
 
+def _recovered(picked: Sequence[float], oracle: Sequence[float], reference: Sequence[float]) -> float:
+    """``(pick − reference) / (oracle − reference)`` of the means over seeds (NaN when the oracle gains nothing)."""
+    gain = statistics.fmean(oracle) - statistics.fmean(reference)
+    return (statistics.fmean(picked) - statistics.fmean(reference)) / gain if gain > 0 else math.nan
+
+
+def _expected(rows: Sequence[Mapping[str, Any]], values: Sequence[float], sign: float) -> dict:
+    """What a pick at random gives on average: the mean over the (non-diverged) candidates."""
+    kept = [i for i, v in enumerate(values) if math.isfinite(v)]
+    metrics = {k: statistics.fmean(rows[i]["metrics"][k] for i in kept) for k in rows[kept[0]]["metrics"]}
+    value = statistics.fmean(values[i] for i in kept) * sign
+    return {"index": None, "setting": f"mean of {len(kept)} candidates", "step": -1, "metrics": metrics, "value": value}
+
+
 def _pick(rows: Sequence[Mapping[str, Any]], index: int | None, values: Sequence[float], sign: float) -> dict:
     """The picked candidate (its target value in the metric's own orientation); ``index`` ``None``: no pick."""
     if index is None:
-        return {"index": None, "setting": "none", "step": -1, "metrics": {}, "value": math.nan}
+        return {"index": None, "setting": "none (no finite score)", "step": -1, "metrics": {}, "value": math.nan}
     row = rows[index]
     metrics = dict(row["metrics"])
     return {
@@ -352,6 +370,10 @@ def _mean_std(values: Sequence[float]) -> list[float]:
     if not values or any(v != v for v in values):
         return [math.nan, math.nan]
     return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def _percent(fraction: float) -> str:
+    return "n/a" if fraction != fraction else f"{100 * fraction:.0f} %"
 
 
 def _fmt(pair: Sequence[float], digits: int = 3) -> str:
@@ -373,24 +395,25 @@ def render(summary: Mapping[str, Any], title: str, command: str, candidates: int
         f"the candidate picked per seed. Target test metric: {value_name}"
         + (f" (Δ_MTL over {', '.join(headline)} relative to the seed's default pick)" if multi else "")
         + f". Default: the last checkpoint of `{default}`. The oracle row picks with the target test labels: an "
-        "upper bound no user can reach. Gap: oracle minus pick (in the target metric, higher-is-better oriented); "
-        "recovered: (pick − default) / (oracle − default), of the means over seeds; ρ and τ: Spearman and Kendall "
-        "rank correlation between validator and target metric over each seed's candidates.",
+        "upper bound no user can reach; the random row is the mean over all candidates (what a pick at random gives "
+        "on average). Gap: oracle minus pick (in the target metric, higher-is-better oriented); recovered: (pick − "
+        "default) / (oracle − default), and vs random: (pick − random) / (oracle − random), of the means over seeds; "
+        "ρ and τ: Spearman and Kendall rank correlation between validator and target metric over each seed's "
+        "candidates.",
         "",
         "| pick by | "
         + " | ".join(headline)
         + (" | Δ vs default (%)" if multi else "")
-        + " | gap | recovered | ρ | τ |",
-        "|---" * (len(headline) + (1 if multi else 0) + 5) + "|",
+        + " | gap | recovered | vs random | ρ | τ |",
+        "|---" * (len(headline) + (1 if multi else 0) + 6) + "|",
     ]
     for name, row in summary["rows"].items():
         cells = [_fmt(row["metrics"][k]) for k in headline]
         if multi:
             cells.append(_fmt(row["value"], 2))
-        recovered = row["recovered"]
         cells += [
             _fmt(row["gap"], 3 if not multi else 2),
-            "n/a" if recovered != recovered else f"{100 * recovered:.0f} %",
+            *(_percent(row[key]) for key in ("recovered", "recovered_vs_random")),
             _fmt(row.get("spearman", [math.nan, 0]), 2),
             _fmt(row.get("kendall", [math.nan, 0]), 2),
         ]

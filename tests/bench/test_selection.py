@@ -121,6 +121,26 @@ def test_selection_mode_config_logs_every_validator(name, tmp_path, monkeypatch)
     assert {k.split("/")[-1] for k in rows[0] if k.startswith("val/validator/")} == names
     assert all(math.isfinite(float(rows[-1][f"val/validator/{n}"])) for n in names)
     assert {p.name for p in metrics.parent.glob("checkpoints/*.ckpt")} >= {"epoch=0-step=2.ckpt", "last.ckpt"}
+    # a validator as the checkpoint monitor: the best epoch by information maximization, no target label involved
+    best = max(rows, key=lambda r: float(r["val/validator/im"]))
+    main(
+        [
+            "fit",
+            *config_args(*paths),
+            *SMALL_DATA,
+            "--trainer.max_epochs=2",
+            "--trainer.check_val_every_n_epoch=1",
+            "--checkpoint.monitor=val/validator/im",
+            "--checkpoint.mode=max",
+            "--checkpoint.save_top_k=1",
+            "--checkpoint.every_n_epochs=1",
+            "--checkpoint.filename=best-{epoch}",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.logger.init_args.version=monitored",
+        ]
+    )
+    (kept,) = tmp_path.rglob("monitored/checkpoints/best-*.ckpt")
+    assert kept.name == f"best-epoch={int(best['epoch'])}.ckpt"
 
 
 def test_validator_logger_reads_target_images_only():

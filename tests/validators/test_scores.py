@@ -179,7 +179,7 @@ def test_cross_task_consistency_is_the_negated_mean_energy_and_needs_distillatio
     with torch.no_grad():
         expected = -float(model.distillation.energy(model(target)).mean())
     assert CrossTaskConsistency().score(evidence) == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ConfigError, match=r"'consistency'.*PixelModel has none"):
+    with pytest.raises(ConfigError, match=r"'consistency'.*PixelModel has none.*or use 'agreement'"):
         CrossTaskConsistency().check(PixelModel())
 
 
@@ -264,3 +264,30 @@ def test_a_diverged_model_is_not_finite_evidence_and_modes_are_restored():
     with torch.no_grad():
         model.seg.weight.fill_(float("nan"))
     assert not collect_evidence(model, _batches(images, labels), _batches(images)).is_finite()
+
+
+def test_cross_task_consistency_scores_a_model_without_networks_with_built_ones_from_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    net = {"hidden": 8, "downsample": 2, "dilations": [1]}
+    from functools import partial
+
+    from umadapt.nn import CrossTaskNet
+
+    tasks = ["depth", "normals", "segmentation"]
+    fixed = CrossTaskDistillation(tasks, num_classes=CLASSES, net=partial(CrossTaskNet, **net))
+    path = tmp_path / "umadapt_source_phase.ckpt"
+    torch.save({"state_dict": {f"distillation.{k}": v for k, v in fixed.state_dict().items()}}, path)
+    model = PixelModel()  # no distillation networks of its own (a source-only or DANN model)
+    model.num_classes = CLASSES
+    images, labels = _source()
+    target = torch.rand(8, 3, 8, 8)
+    evidence = collect_evidence(model, _batches(images, labels), _batches(target))
+    validator = CrossTaskConsistency(checkpoint=str(path), cross_tasks=tasks, net=net)
+    with torch.no_grad():
+        expected = -float(fixed.energy(model(target)).mean())
+    assert validator.score(evidence) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match=r"set checkpoint .* and cross_tasks"):
+        CrossTaskConsistency(checkpoint=str(path)).check(model)
+    wrong = CrossTaskConsistency(checkpoint=str(path), cross_tasks=tasks, net={**net, "hidden": 16})
+    with pytest.raises(ConfigError, match="another architecture"):
+        wrong.score(evidence)

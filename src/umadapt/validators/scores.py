@@ -9,6 +9,7 @@ The formulas are in :mod:`umadapt.validators.functional`.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -266,30 +267,58 @@ class CrossTaskConsistency(Validator):
     ``checkpoint`` when given (``distillation.*`` of e.g. a UM-Adapt source-phase ``last.ckpt``, trained on source
     labels only). Comparing candidates, give every one the same ``checkpoint``: an adapted UM-Adapt model's own
     networks have been trained as the adversary's discriminator and score on a scale of their own.
+
+    Any other multi-task model (source-only, DANN, ...) is scored by networks built from ``cross_tasks`` and ``net``
+    (:class:`~umadapt.nn.CrossTaskNet` options, as the checkpoint's run configured them) with the weights of
+    ``checkpoint``, which is then required.
     """
 
     name = "consistency"
 
-    def __init__(self, checkpoint: str | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        batch_size: int = 64,
+        cross_tasks: list[str] | None = None,
+        net: dict[str, Any] | None = None,
+    ) -> None:
         self.checkpoint, self.batch_size = checkpoint, int(batch_size)
+        self.cross_tasks, self.net = list(cross_tasks or []), dict(net or {})
         self._cache: tuple[nn.Module, nn.Module] | None = None
 
     def check(self, model: nn.Module) -> None:
-        if not isinstance(getattr(model, "distillation", None), nn.Module):
+        if isinstance(getattr(model, "distillation", None), nn.Module):
+            return
+        if not (self.checkpoint and self.cross_tasks):
             raise ConfigError(
                 f"Validator 'consistency' needs cross-task distillation networks, but {type(model).__name__} has "
-                "none (model.distillation, e.g. umadapt.methods.UMAdapt); use 'agreement' for this model."
+                "none (model.distillation, e.g. umadapt.methods.UMAdapt): set checkpoint (a UM-Adapt run's last.ckpt) "
+                "and cross_tasks (with net, that run's CrossTaskNet options), or use 'agreement' for this model."
             )
+        missing = [t for t in self.cross_tasks if t not in getattr(model, "tasks", [])]
+        if missing:
+            raise ConfigError(f"Validator 'consistency': {type(model).__name__} does not predict {missing}.")
+
+    def _own_or_built(self, model: nn.Module) -> nn.Module:
+        from functools import partial
+
+        from umadapt.nn import CrossTaskDistillation, CrossTaskNet
+
+        if isinstance(getattr(model, "distillation", None), nn.Module):
+            return copy.deepcopy(model.distillation)
+        try:
+            factory = partial(CrossTaskNet, **self.net)
+            return CrossTaskDistillation(self.cross_tasks, getattr(model, "num_classes", None), factory)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"Validator 'consistency' (cross_tasks {self.cross_tasks}, net {self.net}): {error}")
 
     def _networks(self, model: nn.Module) -> nn.Module:
         self.check(model)
         if self.checkpoint is None:
             return model.distillation
         if self._cache is None or self._cache[0] is not model:
-            import copy
-
             holder = nn.Module()
-            holder.distillation = copy.deepcopy(model.distillation)
+            holder.distillation = self._own_or_built(model)
             load_partial_state(
                 holder,
                 self.checkpoint,

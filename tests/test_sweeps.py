@@ -17,6 +17,8 @@ from umadapt.cli import build_cli
 from umadapt.sweeps import agent_arguments, command_arguments, load_sweep, validate_sweep
 
 SWEEPS = sorted((EXPERIMENTS / "sweeps").glob("*.yaml"))
+DANN_SWEEP = EXPERIMENTS / "sweeps" / "synthrooms_dann.yaml"
+"""The sweep the wrong-sweep variants below start from (its parameters are what they break)."""
 
 
 def _id(path: Path) -> str:
@@ -45,7 +47,7 @@ def test_sweep_metric_is_logged(path, tmp_path, monkeypatch):
 
 
 def _variant(tmp_path: Path, change) -> Path:
-    sweep = load_sweep(SWEEPS[0])
+    sweep = load_sweep(DANN_SWEEP)
     change(sweep)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -66,7 +68,7 @@ def test_validator_requires_args_last_and_label_free_metrics(tmp_path):
 
 
 BATCH = "data.init_args.batch_size"
-DOMAIN_WEIGHT = "model.init_args.domain_weight"  # SWEEPS[0] (DANN) sweeps it on a log_uniform_values range
+DOMAIN_WEIGHT = "model.init_args.domain_weight"  # DANN_SWEEP sweeps it on a log_uniform_values range
 
 
 def _set(key: str, **spec) -> Callable[[dict], None]:
@@ -150,5 +152,5 @@ def test_agent_joins_the_given_sweep_and_creates_none(monkeypatch, tmp_path):
     sweeps.main(["--agent", "team/umadapt/abc123xy", "--count", "3"])
     assert calls == [("team/umadapt/abc123xy", 3)]
     with pytest.raises(SystemExit) as exit_info:  # a sweep file with --agent is a mistake, not a second sweep
-        sweeps.main([str(SWEEPS[0]), "--agent", "team/umadapt/abc123xy"])
+        sweeps.main([str(DANN_SWEEP), "--agent", "team/umadapt/abc123xy"])
     assert exit_info.value.code == 2 and calls == [("team/umadapt/abc123xy", 3)]

@@ -108,14 +108,14 @@ class RunLoader:
     """Builds each run's model from its ``config.yaml`` (once per run) and the data (once per data config)."""
 
     def __init__(self) -> None:
-        self._models: dict[Path, Any] = {}
+        self._run: tuple[Path, Any, Any] | None = None  # (run, model, data): one model at a time, runs in order
         self._data: dict[str, Any] = {}
 
     def __call__(self, candidate: Candidate) -> tuple[Any, Any]:
         from umadapt.cli import build_cli  # here: the CLI's imports are only needed once a model is built
 
         run = candidate.run
-        if run not in self._models:
+        if self._run is None or self._run[0] != run:
             config = _run_config(run)
             for key in ("ckpt_path", "weights_only", "untrained"):
                 config.pop(key, None)
@@ -126,13 +126,10 @@ class RunLoader:
                 cli = build_cli(["--config", handle.name], run=False)
             finally:
                 Path(handle.name).unlink()
-            self._models = {run: cli.model}  # one model at a time: runs are visited in order
-            self._data.setdefault(_data_identity(config), cli.datamodule)
-            self._models[run].datamodule_key = _data_identity(config)
-        model = self._models[run]
-        state = read_checkpoint(candidate.checkpoint)["state_dict"]
-        model.load_state_dict(state)
-        return model.eval(), self._data[model.datamodule_key]
+            self._run = (run, cli.model, self._data.setdefault(_data_identity(config), cli.datamodule))
+        _, model, datamodule = self._run
+        model.load_state_dict(read_checkpoint(candidate.checkpoint)["state_dict"])
+        return model.eval(), datamodule
 
 
 def target_test_metrics(model: Any, datamodule: Any) -> dict[str, float]:
@@ -498,11 +495,23 @@ def check_headline(headline: Sequence[str]) -> None:
             raise ConfigError(f"Unknown headline metric {name!r}: name a task/metric such as label/accuracy.") from None
 
 
+def _split_options(options: Mapping[str, Mapping[str, Any]], seeded: bool) -> dict[str, dict[str, Any]]:
+    """The options whose value holds ``{seed}`` (``seeded``, filled per candidate) or those without it."""
+    return {n: {k: v for k, v in o.items() if ("{seed}" in str(v)) == seeded} for n, o in options.items()}
+
+
+def per_seed_options(options: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The validator options :func:`score_candidates` fills in per candidate seed (values with ``{seed}``)."""
+    return _split_options(options, seeded=True)
+
+
 def build_validators(names: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> list[Validator]:
+    """The validators ``names`` with ``options`` (those with ``{seed}`` are set per candidate, see
+    :func:`per_seed_options`)."""
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise ConfigError(f"--validator-options names {unknown}, which are not among --validators {list(names)}.")
-    static = {n: {k: v for k, v in o.items() if "{seed}" not in str(v)} for n, o in options.items()}
+    static = _split_options(options, seeded=False)
     return [build_validator(name, **static.get(name, {})) for name in names]
 
 
@@ -525,9 +534,8 @@ def main(argv: list[str] | None = None) -> None:
         options = _validator_options(args.validator_options)
         validators = build_validators(args.validators, options)
         check_headline(args.headline)
-        per_seed = {n: {k: v for k, v in o.items() if "{seed}" in str(v)} for n, o in options.items()}
         candidates = discover(args.runs)
-        records = score_candidates(candidates, validators, per_seed)
+        records = score_candidates(candidates, validators, per_seed_options(options))
         command = "python -m umadapt.select " + " ".join(argv)
         write_report(records, args.validators, args.headline, args.default, args.out, args.title, command)
     except ValueError as error:  # includes ConfigError

@@ -44,7 +44,8 @@ class Grid:
     benchmark: str
     method: str
     axes: dict[str, dict[str, list[str]]]
-    default: str
+    default_values: dict[str, str]
+    """``{axis: value label}`` of the default setting."""
     validators: list[str]
     rule: str
     headline: list[str]
@@ -53,26 +54,35 @@ class Grid:
     checkpoint_every_n_epochs: int = 0
     prepare: dict[str, Any] | None = None
     args: list[str] = field(default_factory=list)
-    default_values: dict[str, str] = field(default_factory=dict)
-    """``{axis: value label}`` of the default setting."""
+
+    @property
+    def default(self) -> str:
+        """The default setting's name."""
+        return setting_name(self.default_values)
 
     def settings(self) -> dict[str, list[str]]:
         """``{setting name: its CLI arguments}`` for every combination of the axes' values, in grid order."""
         names = list(self.axes)
         out = {}
         for values in itertools.product(*(self.axes[a].items() for a in names)):
-            name = "-".join(f"{axis}_{label}" for axis, (label, _) in zip(names, values))
+            name = setting_name(dict(zip(names, (label for label, _ in values))))
             out[name] = [arg for _, args in values for arg in args]
         return out
 
 
-def _setting_name(axes: Mapping[str, Mapping[str, Any]], chosen: Mapping[str, Any], where: str) -> str:
+def setting_name(labels: Mapping[str, str]) -> str:
+    """A setting's name (its run folder) from ``{axis: value label}``, in axis order: ``mu0_0.01-w_1.0``."""
+    return "-".join(f"{axis}_{label}" for axis, label in labels.items())
+
+
+def _check_default(axes: Mapping[str, Mapping[str, Any]], chosen: Mapping[str, str], where: str) -> dict[str, str]:
+    """The default's ``{axis: value label}`` in axis order, each checked against the axes."""
     if set(chosen) != set(axes):
         raise ConfigError(f"{where}: default must give one value per axis {list(axes)}, got {dict(chosen)}.")
     for axis, label in chosen.items():
-        if str(label) not in axes[axis]:
+        if label not in axes[axis]:
             raise ConfigError(f"{where}: default {axis}={label!r} is not one of {list(axes[axis])}.")
-    return "-".join(f"{axis}_{chosen[axis]}" for axis in axes)
+    return {axis: chosen[axis] for axis in axes}
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -99,7 +109,7 @@ def load_grid(path: str | Path) -> Grid:
         raise ConfigError(f"{where}: unknown validators {bad}; valid: {sorted(VALIDATORS)}.")
     if data["rule"] not in data["validators"]:
         raise ConfigError(f"{where}: rule {data['rule']!r} must be one of its validators {data['validators']}.")
-    default = {str(k): str(v) for k, v in (data["default"] or {}).items()}
+    default = _check_default(axes, {str(k): str(v) for k, v in (data["default"] or {}).items()}, where)
     prepare = data.get("prepare")
     if prepare is not None and not (isinstance(prepare, dict) and prepare.get("name") and "args" in prepare):
         raise ConfigError(f"{where}: prepare must be {{name: ..., args: [...], candidate: true|false}}.")
@@ -108,7 +118,7 @@ def load_grid(path: str | Path) -> Grid:
         benchmark=str(data["benchmark"]),
         method=str(data["method"]),
         axes=axes,
-        default=_setting_name(axes, default, where),
+        default_values=default,
         validators=[str(v) for v in data["validators"]],
         rule=str(data["rule"]),
         headline=[str(h) for h in data["headline"]],
@@ -117,7 +127,6 @@ def load_grid(path: str | Path) -> Grid:
         checkpoint_every_n_epochs=int(data.get("checkpoint_every_n_epochs") or 0),
         prepare=prepare,
         args=[str(a) for a in data.get("args") or []],
-        default_values=default,
     )
 
 
@@ -174,16 +183,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="reuse every run whose benchmark_record.json exists")
     args = parser.parse_args(argv)
     grid = load_grid(args.grid)
-    filled = {
+    options = {
         n: {k: str(v).replace("{runs}", str(args.runs_dir)) if isinstance(v, str) else v for k, v in o.items()}
         for n, o in grid.validator_options.items()
     }
-    options = {n: {k: v for k, v in o.items() if "{seed}" not in str(v)} for n, o in filled.items()}
-    per_seed = {n: {k: v for k, v in o.items() if "{seed}" in str(v)} for n, o in filled.items()}
     validators = select.build_validators(grid.validators, options)  # mistakes surface before an hour of training
     select.check_headline(grid.headline)
     folders = run_grid(grid, args.seeds, args.runs_dir, jobs=args.jobs, resume=args.resume)
-    records = select.score_candidates(select.discover(folders), validators, per_seed)
+    records = select.score_candidates(select.discover(folders), validators, select.per_seed_options(options))
     command = f"python -m umadapt.bench select {' '.join(argv)}"
     title = f"{grid.title} (headline rule, fixed in advance: {grid.rule})"
     about = {"rule": grid.rule, "benchmark": grid.benchmark, "method": grid.method, "grid": grid.path.name}

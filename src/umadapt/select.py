@@ -141,10 +141,9 @@ def target_test_metrics(model: Any, datamodule: Any) -> dict[str, float]:
     with torch.no_grad():
         for batch in loader:
             predictions = model(batch["image"])
-            for t in model.tasks:  # the labelled samples only, as MultiTaskModel's test step scores them
-                labelled = model.task_specs[t].labelled(batch[t])
-                if labelled.any():
-                    metrics[t].update(predictions[t][labelled].float(), batch[t][labelled])
+            for t in model.tasks:  # as MultiTaskModel's test step: batches with a label (metrics skip invalid ones)
+                if model.task_specs[t].labelled(batch[t]).any():
+                    metrics[t].update(predictions[t].float(), batch[t])
     values = {f"{t}/{name}": float(v) for t in model.tasks for name, v in metrics[t].compute().items()}
     for metric in metrics.values():
         metric.reset()

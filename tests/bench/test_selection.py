@@ -89,6 +89,13 @@ def test_trimmed_grid_trains_and_selects(name, tmp_path, monkeypatch):
     for candidate in candidates:
         assert set(candidate["scores"]) == set(grid.validators)
         assert all(math.isfinite(v) for v in candidate["scores"].values()), candidate
+    for candidate in candidates:  # the report's target metrics are those `umadapt test` wrote for the same checkpoint
+        if Path(candidate["checkpoint"]).name == "last.ckpt" or candidate["step"] == max(
+            c["step"] for c in candidates if c["setting"] == candidate["setting"]
+        ):
+            tested = json.loads((Path(candidate["checkpoint"]).parents[1] / "results.json").read_text())["metrics"]
+            for key, value in candidate["metrics"].items():
+                assert value == pytest.approx(tested[f"test/target/{key}"], rel=1e-5, abs=1e-6), key
     rows = data["summary"]["rows"]
     assert {select.ORACLE, select.DEFAULT, select.RANDOM, *grid.validators} == set(rows)
     assert f"headline rule, fixed in advance: {grid.rule}" in out.read_text()

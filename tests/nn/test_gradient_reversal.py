@@ -3,6 +3,8 @@ bf16 autocast and under DDP."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -57,6 +59,9 @@ def _ddp_worker(rank: int, world_size: int, folder: str) -> None:
     # ("terminate called without an active exception", about 1 run in 15)
     dist.barrier()
     dist.destroy_process_group()
+    # and skip the interpreter's teardown, where gloo's threads can still abort the process after both ranks are
+    # done (seen once in four full suites even with the barrier); the results are already on disk
+    os._exit(0)
 
 
 @pytest.mark.slow

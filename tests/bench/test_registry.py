@@ -67,6 +67,7 @@ def test_a_valid_registry_gives_stacks_relative_to_its_root(tmp_path):
     bench = get_benchmark("toy", _registry(tmp_path))
     assert bench.stack("oracle") == [tmp_path / "experiments/toy/base.yaml", tmp_path / "experiments/toy/oracle.yaml"]
     assert bench.reference == "source_only" and bench.oracle == "oracle" and bench.headline_keys == ["depth/rmse"]
+    assert bench.checkpoints_from == {}
 
 
 @pytest.mark.parametrize(
@@ -98,3 +99,40 @@ def test_missing_required_keys_unknown_benchmark_and_missing_file(tmp_path):
         get_benchmark("nope")
     with pytest.raises(ConfigError, match="Benchmark registry not found: .*pass --registry"):
         load_registry(tmp_path / "missing.yaml")
+
+
+TEACHER = "model.init_args.teacher_checkpoint"
+
+
+def test_checkpoints_from_maps_each_consumer_to_its_producers(tmp_path):
+    methods = {m: [f"experiments/toy/{f}.yaml"] for m, f in [("source_only", "source_only"), ("oracle", "oracle")]}
+    methods["student"] = ["experiments/toy/oracle.yaml"]
+    chain = {"oracle": {TEACHER: "source_only"}, "student": {TEACHER: "oracle", "model.init_args.init": "source_only"}}
+    bench = get_benchmark("toy", _registry(tmp_path, methods=methods, checkpoints_from=chain))
+    assert bench.checkpoints_from == chain, "a producer that itself consumes is fine without a cycle"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"dann": {TEACHER: "source_only"}}, r"checkpoints_from names 'dann', which is not among its methods \["),
+        (
+            {"oracle": {TEACHER: "teacher"}},
+            r"checkpoints_from gives oracle's model.init_args.teacher_checkpoint the checkpoint of 'teacher', which is "
+            r"not among its methods \[",
+        ),
+        ({"oracle": {TEACHER: "oracle"}}, r"checkpoints_from: oracle cannot take its own checkpoint \(model.init_args"),
+        (
+            {"oracle": {TEACHER: "source_only"}, "source_only": {TEACHER: "oracle"}},
+            r"checkpoints_from has a cycle \(oracle -> source_only -> oracle: each starts from the next one's "
+            r"checkpoint\); remove one of its links",
+        ),
+        ({"oracle": "source_only"}, r"checkpoints_from of 'oracle' must map config keys to methods, got 'source_only'"),
+        ({"oracle": {TEACHER: 3}}, r"checkpoints_from of 'oracle' must map config keys to methods"),
+        ([["oracle", "source_only"]], r"checkpoints_from must map each method to \{config key: method\}"),
+    ],
+)
+def test_checkpoints_from_mistakes_fail_in_one_line(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_registry(_registry(tmp_path, checkpoints_from=value))
+    assert "\n" not in str(error.value)

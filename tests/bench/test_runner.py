@@ -3,8 +3,10 @@ record is reused, not retrained) and its progress lines."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -36,12 +38,16 @@ class FakeUmadapt:
 
     def trained(self) -> list[str]:
         """``method/seed`` of each fit command."""
-        fits = [c for c in self.commands if c[3] == "fit"]
-        return [f"{_value(c, '--trainer.logger.init_args.name')}/{_value(c, '--seed_everything')}" for c in fits]
+        return [_run(c) for c in self.commands if c[3] == "fit"]
 
 
 def _value(command: list[str], option: str) -> str:
     return next(a.split("=", 1)[1] for a in command if a.startswith(f"{option}="))
+
+
+def _run(command: list[str]) -> str:
+    """``method/seed`` of one command."""
+    return f"{_value(command, '--trainer.logger.init_args.name')}/{_value(command, '--seed_everything')}"
 
 
 def test_fit_then_test_on_the_last_checkpoint_with_the_method_stack(tmp_path):
@@ -178,3 +184,87 @@ def test_a_run_that_trains_again_starts_from_an_empty_folder(tmp_path):
 
     runner.run_one(BENCH, "oracle", 0, tmp_path, execute=fake)
     assert seen == [False] and not stale.exists()
+
+
+TEACHER = "--model.init_args.teacher_checkpoint"
+# dann starts from source_only's checkpoint of its seed (no extra_report: it measures SynthRooms' rendering rate)
+STUDENT = dataclasses.replace(BENCH, checkpoints_from={"dann": {TEACHER[2:]: "source_only"}}, extra_report=None)
+
+
+class CheckpointingFake(SlowFakeUmadapt):
+    """A slow fake whose fit writes ``checkpoints/last.ckpt``; it notes, as each fit starts, which records exist."""
+
+    def __init__(self, runs: Path) -> None:
+        super().__init__()
+        self.runs = runs
+        self.records_at_fit: dict[str, list[str]] = {}
+
+    def __call__(self, command: list[str], log: Path, threads: int | None = None) -> float:
+        if command[3] == "fit":
+            self.records_at_fit[_run(command)] = sorted(
+                p.parent.relative_to(self.runs).as_posix() for p in self.runs.glob("*/*/" + runner.RECORD)
+            )
+            (log.parent / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (log.parent / "checkpoints" / "last.ckpt").write_text("weights")
+        return super().__call__(command, log, threads)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_consumer_trains_after_and_from_its_producers_checkpoint_of_the_same_seed(tmp_path, monkeypatch, jobs):
+    monkeypatch.setattr(runner, "get_benchmark", lambda name, registry=None: STUDENT)
+    runs = tmp_path / "runs"
+    fake = CheckpointingFake(runs)
+    args = ["synthrooms", "--methods", "dann", "source_only", "--seeds", "0", "1", "--jobs", str(jobs)]
+    runner.main([*args, "--runs-dir", str(runs), "--out", str(tmp_path / "table.md")], execute=fake)
+    for seed in (0, 1):
+        assert f"source_only/seed{seed}" in fake.records_at_fit[f"dann/{seed}"], "the producer's run finished first"
+    if jobs == 1:
+        assert fake.trained() == ["source_only/0", "source_only/1", "dann/0", "dann/1"]
+    else:
+        assert fake.most_active == 2
+    fits = {_run(c): c for c in fake.commands if c[3] == "fit"}
+    for seed in (0, 1):
+        teacher = runs / "source_only" / f"seed{seed}" / "checkpoints" / "last.ckpt"
+        assert _value(fits[f"dann/{seed}"], TEACHER) == str(teacher), "the same seed's producer checkpoint"
+        assert not any(a.startswith(TEACHER) for a in fits[f"source_only/{seed}"])
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert list(table["runs"]) == ["dann", "source_only"], "the report keeps the methods' order"
+
+
+def test_a_missing_producer_checkpoint_stops_before_training_and_resume_uses_the_kept_one(tmp_path):
+    fake = CheckpointingFake(tmp_path)
+    message = (
+        r"dann seed 1 starts from source_only's checkpoint \(model.init_args.teacher_checkpoint\), but "
+        + re.escape(str(tmp_path / "source_only" / "seed1" / "checkpoints" / "last.ckpt"))
+        + r" does not exist; add source_only to --methods, or run it first with the same --runs-dir\."
+    )
+    runner.run_benchmark(STUDENT, ["source_only"], [0], tmp_path, execute=fake)
+    with pytest.raises(ConfigError, match=message):
+        runner.run_benchmark(STUDENT, ["dann"], [0, 1], tmp_path, execute=fake)
+    assert fake.trained() == ["source_only/0"], "nothing trains when a producer checkpoint is missing"
+
+    runner.run_benchmark(STUDENT, ["source_only", "dann"], [1], tmp_path, execute=fake)
+    (tmp_path / "dann" / "seed1" / runner.RECORD).unlink()
+    again = CheckpointingFake(tmp_path)
+    runner.run_benchmark(STUDENT, ["source_only", "dann"], [0, 1], tmp_path, resume=True, execute=again)
+    assert again.trained() == ["dann/0", "dann/1"], "reused producers hand on their kept checkpoints"
+
+    no_checkpoint = FakeUmadapt()  # a producer whose fit writes no last.ckpt: its consumer stops when it would start
+    with pytest.raises(ConfigError, match=r"dann seed 0 starts from source_only's checkpoint .* does not exist"):
+        runner.run_benchmark(STUDENT, ["source_only", "dann"], [0], tmp_path / "bare", execute=no_checkpoint)
+    assert no_checkpoint.trained() == ["source_only/0"]
+
+
+def test_shards_keep_a_consumer_with_its_producer_of_the_same_seed(tmp_path, monkeypatch):
+    plan = [(m, s) for m in ("a", "b", "c") for s in (0, 1)]
+    links = {"c": ["a"]}
+    assert runner.shard_plan(plan, (1, 2), links) == [("a", 0), ("b", 0), ("c", 0)]
+    assert runner.shard_plan(plan, (2, 2), links) == [("a", 1), ("b", 1), ("c", 1)]
+    assert runner.shard_plan(plan, (1, 3), {"b": ["a"], "c": ["b"]}) == [("a", 0), ("b", 0), ("c", 0)]
+    monkeypatch.setattr(runner, "get_benchmark", lambda name, registry=None: STUDENT)
+    fakes = [CheckpointingFake(tmp_path / "runs"), CheckpointingFake(tmp_path / "runs")]
+    for k, fake in enumerate(fakes, 1):
+        args = ["synthrooms", "--methods", "source_only", "dann", "--seeds", "0", "1", "--shard", f"{k}/2"]
+        runner.main([*args, "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "table.md")], execute=fake)
+    assert [f.trained() for f in fakes] == [["source_only/0", "dann/0"], ["source_only/1", "dann/1"]]
+    assert (tmp_path / "table.md").is_file()

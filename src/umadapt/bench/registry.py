@@ -23,7 +23,7 @@ REGISTRY_PATH = Path(__file__).resolve().parents[3] / "experiments" / "benchmark
 """The registry of the source tree (an installed package falls back to ``./experiments/benchmarks.yaml``)."""
 
 REQUIRED = ("base", "methods", "headline")
-OPTIONAL = ("reference", "oracle", "domain", "domains", "published", "pairs", "extra_report")
+OPTIONAL = ("reference", "oracle", "domain", "domains", "published", "pairs", "extra_report", "checkpoints_from")
 OPTIONAL += ("single_task", "single_task_checkpoints", "epoch_scale")  # the multi-task benchmark (umadapt.bench.mtl)
 
 
@@ -49,6 +49,9 @@ class Benchmark:
     """Method -> the config key that receives ``{task: last.ckpt of that seed's single-task run}`` (teachers to
     distil, columns to initialise), so those methods run after the single-task runs."""
     epoch_scale: dict[str, int] = field(default_factory=dict)
+    checkpoints_from: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Consumer method -> ``{config key: producer method}``: the key receives the producer's ``last.ckpt`` of the
+    same seed (e.g. a self-training student's teacher), so the producer's run of that seed finishes first."""
 
     def stack(self, method: str) -> list[Path]:
         """The config files of ``method``, in ``--config`` order."""
@@ -151,9 +154,46 @@ def _benchmark(name: str, entry: Any, path: Path) -> Benchmark:
         single_task=dict(entry.get("single_task", {})),
         single_task_checkpoints={str(k): str(v) for k, v in (entry.get("single_task_checkpoints") or {}).items()},
         epoch_scale={str(k): int(v) for k, v in entry.get("epoch_scale", {}).items()},
+        checkpoints_from=_checkpoints_from(where, entry.get("checkpoints_from") or {}, set(stacks)),
     )
     _check_names(where, bench)
     return bench
+
+
+def _checkpoints_from(where: str, value: Any, methods: set[str]) -> dict[str, dict[str, str]]:
+    """``checkpoints_from`` validated: methods of the benchmark, no method taking its own checkpoint, no cycle."""
+    example = "e.g. {self_training: {model.init_args.teacher_checkpoint: source_only}}"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: checkpoints_from must map each method to {{config key: method}}, {example}.")
+    result: dict[str, dict[str, str]] = {}
+    for consumer, keys in value.items():
+        if consumer not in methods:
+            message = f"checkpoints_from names {consumer!r}, which is not among its methods {sorted(methods)}"
+            raise ConfigError(f"{where}: {message}.")
+        strings = isinstance(keys, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items())
+        if not strings or not keys:
+            raise ConfigError(
+                f"{where}: checkpoints_from of {consumer!r} must map config keys to methods, got {keys!r}; {example}."
+            )
+        for key, producer in keys.items():
+            if producer not in methods:
+                raise ConfigError(
+                    f"{where}: checkpoints_from gives {consumer}'s {key} the checkpoint of {producer!r}, which is not "
+                    f"among its methods {sorted(methods)}."
+                )
+            if producer == consumer:
+                raise ConfigError(f"{where}: checkpoints_from: {consumer} cannot take its own checkpoint ({key}).")
+        result[consumer] = dict(keys)
+    for start in result:  # depth-first along producers: reaching `start` again is a cycle
+        paths = [[start, producer] for producer in result[start].values()]
+        while paths:
+            path = paths.pop()
+            if path[-1] == start:
+                cycle = " -> ".join(path)
+                message = f"checkpoints_from has a cycle ({cycle}: each starts from the next one's checkpoint)"
+                raise ConfigError(f"{where}: {message}; remove one of its links.")
+            paths += [[*path, p] for p in result.get(path[-1], {}).values() if p not in path[1:]]
+    return result
 
 
 def _pair(where: str, pair: Any) -> tuple[str, str]:

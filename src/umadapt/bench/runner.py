@@ -7,6 +7,10 @@ and :mod:`umadapt.bench.mtl` call :func:`run_benchmark` too.
 Resume rule (``--resume``): a (method, seed) whose record ``<runs-dir>/<method>/seed<N>/benchmark_record.json``
 exists is reused; every other one is trained. Without ``--resume`` every run is trained again.
 
+A method of the registry's ``checkpoints_from`` starts from another method's ``last.ckpt`` of the same seed (a
+self-training student from its teacher): that run waits for the producer's run of its seed (trained or reused), and a
+shard keeps both. A producer that is not requested must have run before with the same ``--runs-dir``.
+
     python -m umadapt.bench run synthrooms --methods source_only oracle --seeds 0 1 2 --out results/synthrooms.md
 """
 
@@ -20,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from umadapt.bench import report
 from umadapt.bench.registry import Benchmark, get_benchmark
 from umadapt.errors import ConfigError
 
-__all__ = ["RECORD", "Progress", "Runs", "run_benchmark", "run_command", "run_one"]
+__all__ = ["RECORD", "Progress", "Runs", "checkpoint_args", "run_benchmark", "run_command", "run_one"]
 
 RECORD = "benchmark_record.json"
 """The file that marks a finished (method, seed): its test metrics, wall times and command arguments."""
@@ -57,6 +61,31 @@ def run_command(command: list[str], log: Path, threads: int | None = None) -> fl
 def run_dir(runs_dir: Path, method: str, seed: int) -> Path:
     """The folder of one (method, seed): ``<runs-dir>/<method>/seed<N>``."""
     return runs_dir / method / f"seed{seed}"
+
+
+def checkpoint_path(runs_dir: Path, method: str, seed: int) -> Path:
+    """The last checkpoint of one (method, seed), the one ``test`` scores and ``checkpoints_from`` hands on."""
+    return run_dir(runs_dir, method, seed) / "checkpoints" / "last.ckpt"
+
+
+def producers(bench: Benchmark, method: str) -> list[str]:
+    """The methods whose same-seed checkpoints ``method`` starts from (the registry's ``checkpoints_from``)."""
+    return list(dict.fromkeys(bench.checkpoints_from.get(method, {}).values()))
+
+
+def checkpoint_args(bench: Benchmark, runs_dir: Path, method: str, seed: int, skip: Collection[str] = ()) -> list[str]:
+    """``--<key>=<last.ckpt>`` for each checkpoint ``method`` receives from another method of ``seed``; a missing
+    checkpoint (of a producer not in ``skip``) is a :class:`ConfigError` naming the fix."""
+    args = []
+    for key, producer in bench.checkpoints_from.get(method, {}).items():
+        path = checkpoint_path(runs_dir, producer, seed)
+        if producer not in skip and not path.is_file():
+            raise ConfigError(
+                f"{method} seed {seed} starts from {producer}'s checkpoint ({key}), but {_shown(path)} does not "
+                f"exist; add {producer} to --methods, or run it first with the same --runs-dir."
+            )
+        args.append(f"--{key}={_shown(path)}")
+    return args
 
 
 def _shown(path: Path) -> str:
@@ -196,12 +225,29 @@ def run_status(runs_dir: Path, method: str, seed: int) -> str:
     return f"{method} seed {seed}: starting"
 
 
-def shard_plan(plan: list[tuple[str, int]], shard: tuple[int, int]) -> list[tuple[str, int]]:
-    """The runs of shard ``(k, n)`` (1-based): every n-th run of ``plan`` starting at the k-th."""
+def shard_plan(
+    plan: list[tuple[str, int]], shard: tuple[int, int], links: Mapping[str, Sequence[str]] | None = None
+) -> list[tuple[str, int]]:
+    """The runs of shard ``(k, n)`` (1-based): every n-th run of ``plan`` starting at the k-th. With ``links``
+    (method -> the methods whose checkpoints it starts from), the runs of one seed linked through them count as one,
+    so a consumer trains on its producer's shard; the runs keep their plan order."""
     k, n = shard
     if not 1 <= k <= n:
         raise ConfigError(f"--shard {k}/{n}: K must be between 1 and N (e.g. --shard 1/2 and --shard 2/2).")
-    return plan[k - 1 :: n]
+    group = {m: m for m, _ in plan}  # union-find over the planned methods: group[m] leads to its group's root
+
+    def root(method: str) -> str:
+        while group[method] != method:
+            method = group[method]
+        return method
+
+    for method in group:
+        for producer in (links or {}).get(method, ()):
+            if producer in group:
+                group[root(producer)] = root(method)
+    keys = list(dict.fromkeys((root(m), s) for m, s in plan))
+    mine = set(keys[k - 1 :: n])
+    return [(m, s) for m, s in plan if (root(m), s) in mine]
 
 
 def run_benchmark(
@@ -225,15 +271,27 @@ def run_benchmark(
     """Run (or, with ``resume``, reuse) every (method, seed), method by method (``seed_major``: seed by seed).
 
     ``epochs`` overrides ``trainer.max_epochs`` (times the benchmark's ``epoch_scale`` of the method); ``run_args``
-    adds arguments to one (method, seed) that is trained. ``jobs`` runs train side by side as independent processes,
-    each with ``cpu_count // jobs`` torch threads; ``shard=(k, n)`` trains only this machine's share of the plan
-    (:func:`shard_plan`). While runs train, a status line every ``status_every`` seconds (default 15 on a terminal,
-    60 otherwise) shows each one's epoch, batch and ETA. The records come back in plan order."""
+    adds arguments to one (method, seed) that is trained, as do the benchmark's ``checkpoints_from`` (the producer's
+    ``last.ckpt`` of the seed, :func:`checkpoint_args`): such a run starts once its producers' runs of the seed in
+    this call are done, and a missing producer checkpoint that no run here trains stops the call before training.
+    ``jobs`` runs train side by side as independent processes, each with ``cpu_count // jobs`` torch threads;
+    ``shard=(k, n)`` trains only this machine's share of the plan (:func:`shard_plan`). While runs train, a status
+    line every ``status_every`` seconds (default 15 on a terminal, 60 otherwise) shows each one's epoch, batch and
+    ETA. The records come back in plan order."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
     plan = [(m, s) for s in seeds for m in methods] if seed_major else [(m, s) for m in methods for s in seeds]
-    plan = shard_plan(plan, shard)
+    plan = shard_plan(plan, shard, {m: producers(bench, m) for m in methods})
     reused = {p for p in plan if resume and (run_dir(runs_dir, *p) / RECORD).is_file()}
+    pending = [p for p in plan if p not in reused]  # not started yet, in plan order
+    to_train = set(pending)
+
+    def waits_for(method: str, seed: int) -> list[tuple[str, int]]:
+        """The runs this call trains whose checkpoints (method, seed) starts from."""
+        return [(p, seed) for p in producers(bench, method) if (p, seed) in to_train]
+
+    for method, seed in pending:  # a producer checkpoint that nothing here will train must exist before any training
+        checkpoint_args(bench, runs_dir, method, seed, skip=[p for p, _ in waits_for(method, seed)])
     progress = Progress(label or f"bench {bench.name}", len(plan), len(plan) - len(reused), jobs=jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     if status_every is None:
@@ -245,18 +303,26 @@ def run_benchmark(
         args = list(extra)
         if epochs:
             args.append(f"--trainer.max_epochs={epochs * bench.epoch_scale.get(method, 1)}")
+        args += checkpoint_args(bench, runs_dir, method, seed)
         args += run_args(method, seed) if run_args else []
         return run_one(bench, method, seed, runs_dir, args, predict=predict, execute=execute, threads=threads)
 
     records: dict[tuple[str, int], dict] = {}
+    index = {p: i for i, p in enumerate(plan, 1)}
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         running: dict[concurrent.futures.Future, tuple[str, int]] = {}
-        for index, (method, seed) in enumerate(plan, 1):
+
+        def submit_ready() -> None:
+            """Start (in plan order) every pending run whose producers' runs of its seed are done."""
+            for run in [p for p in pending if all(w in records for w in waits_for(*p))]:
+                pending.remove(run)
+                running[pool.submit(train, index[run], *run)] = run
+
+        for method, seed in plan:
             if (method, seed) in reused:
                 records[method, seed] = json.loads((run_dir(runs_dir, method, seed) / RECORD).read_text())
                 print(progress.finished(method, seed, None), flush=True)
-            else:
-                running[pool.submit(train, index, method, seed)] = (method, seed)
+        submit_ready()
         while running:
             done, _ = concurrent.futures.wait(running, timeout=status_every, return_when="FIRST_COMPLETED")
             for future in done:
@@ -268,10 +334,13 @@ def run_benchmark(
                     raise
                 records[method, seed] = record
                 print(progress.finished(method, seed, record["fit_seconds"] + record["test_seconds"]), flush=True)
+            submit_ready()
             active = [running[f] for f in running if f.running()]
             if not done and active:
                 states = "; ".join(run_status(runs_dir, *p) for p in active)
                 print(f"{progress.label}: {states} | {progress.summary()}", flush=True)
+    if pending:  # only a cycle in checkpoints_from, which the registry rejects, leaves runs waiting
+        raise ConfigError(f"{progress.label}: {pending} wait for each other's checkpoints (checkpoints_from).")
     elapsed = None if reused else time.perf_counter() - progress.start  # reused runs' time is not in this call
     runs = Runs(execution={"jobs": jobs, "threads": threads, "elapsed_s": elapsed})
     for method, seed in plan:

@@ -4,6 +4,7 @@ from umadapt.methods.adabn import AdaBN
 from umadapt.methods.base import MultiTaskModel
 from umadapt.methods.dann import DANN
 from umadapt.methods.reference import SourceOnly, TargetOracle
+from umadapt.methods.self_training import SelfTraining
 from umadapt.methods.umadapt import UMAdapt
 from umadapt.methods.universal import UniversalRepresentations
 
@@ -11,3 +12,4 @@ __all__ = ["MultiTaskModel", "SourceOnly", "TargetOracle"]
 __all__ += ["AdaBN", "DANN"]
 __all__ += ["UMAdapt"]
 __all__ += ["UniversalRepresentations"]
+__all__ += ["SelfTraining"]

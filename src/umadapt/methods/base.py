@@ -420,6 +420,11 @@ class MultiTaskModel(pl.LightningModule):
                 raise ConfigError(f"model.lr_multipliers.{prefix} must be >= 0, got {value}.")
         return multipliers
 
+    def optimized_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` of every parameter the optimizer updates: all of them here; methods with parts that
+        learn otherwise (a teacher averaged from the student) leave those out."""
+        return list(self.named_parameters())
+
     def parameter_groups(self) -> dict[str, dict[str, float]]:
         """``{parameter name prefix: options}`` of the parameters that train in an optimizer group of their own
         (first matching prefix wins); ``lr_multiplier`` is relative to the optimizer's learning rate, other options
@@ -431,12 +436,12 @@ class MultiTaskModel(pl.LightningModule):
         parameter is an error naming the real ones."""
         groups: dict[str, list[nn.Parameter]] = {prefix: [] for prefix in prefixes}
         rest = []
-        for name, parameter in self.named_parameters():
+        for name, parameter in self.optimized_parameters():
             prefix = next((p for p in prefixes if name.startswith(p)), None)
             (groups[prefix] if prefix is not None else rest).append(parameter)
         empty = [prefix for prefix, parameters in groups.items() if not parameters]
         if empty:
-            roots = sorted({n.split(".")[0] for n, _ in self.named_parameters()})
+            roots = sorted({n.split(".")[0] for n, _ in self.optimized_parameters()})
             raise ConfigError(
                 f"model.lr_multipliers: no parameter name starts with {empty} (names start with {roots}, e.g. "
                 "encoder.units for cross-stitch units)."
@@ -448,7 +453,7 @@ class MultiTaskModel(pl.LightningModule):
         ``lr_schedule`` applied to every group as a function of progress, per step."""
         options = self.parameter_groups()
         if not options:
-            optimizer = self.optimizer_factory(self.parameters())
+            optimizer = self.optimizer_factory([p for _, p in self.optimized_parameters()])
         else:
             rest, groups = self._grouped_parameters(list(options))
             optimizer = self.optimizer_factory(rest)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from umadapt.pseudo.transforms import hflip_back as flip_to_original
+
 __all__ = [
     "batch_nuclear_norm",
     "cross_fitted_weights",
@@ -180,18 +182,11 @@ def _check_task(task: str, *tensors: Tensor) -> None:
 
 
 def hflip_back(task: str, prediction: Tensor) -> Tensor:
-    """Map a prediction made on the horizontally flipped image back to the original frame (same dtype).
-
-    Dense tasks (``depth [N,1,H,W]``, ``segmentation [N,C,H,W]``, ``normals [N,3,H,W]``) are flipped along the width;
-    normals also get their x component (channel 0) negated, as the data pipeline does when it flips an image
-    (``0 - x``, so zero stays +0). ``label [N, C]`` is returned unchanged."""
+    """Map a prediction made on the horizontally flipped image back to the original frame (same dtype), after
+    checking its shape: :func:`umadapt.pseudo.transforms.hflip_back` (dense maps flipped along the width, normals'
+    x negated; ``label [N, C]`` unchanged)."""
     _check_task(task, prediction)
-    if task == "label":
-        return prediction
-    out = prediction.flip(-1)
-    if task == "normals":
-        out = torch.cat([0.0 - out[:, :1], out[:, 1:]], dim=1)
-    return out
+    return flip_to_original(task, prediction)
 
 
 def prediction_disagreement(task: str, a: Tensor, b: Tensor) -> Tensor:

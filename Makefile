@@ -68,13 +68,15 @@ bench-mtl: $(STAMP) ## Multi-task learning on SynthRooms: 13 configs x 3 seeds (
 # SELECT_ARGS passes options to both selections, e.g. SELECT_ARGS=--resume (python -m umadapt.bench select --help).
 SELECT_ARGS ?=
 .PHONY: bench-selection
-bench-selection: $(STAMP) ## Label-free model selection: Digits DANN, SynthRooms UM-Adapt and DANN grids x 3 seeds (~1.5 h) -> results/selection_*.md
+bench-selection: $(STAMP) ## Label-free model selection: Digits DANN, SynthRooms UM-Adapt, DANN and self-training grids x 3 seeds (~2.5 h) -> results/selection_*.md
 	$(BENCH) select experiments/selection/digits_dann.yaml --seeds $(SEEDS) --jobs $(JOBS) $(SELECT_ARGS) \
 		--out $(OUT_DIR)/selection_digits.md --runs-dir $(RUNS_DIR)/selection_digits
 	$(BENCH) select experiments/selection/synthrooms_umadapt.yaml --seeds $(SEEDS) --jobs $(JOBS) $(SELECT_ARGS) \
 		--out $(OUT_DIR)/selection_synthrooms.md --runs-dir $(RUNS_DIR)/selection_synthrooms
 	$(BENCH) select experiments/selection/synthrooms_dann.yaml --seeds $(SEEDS) --jobs $(JOBS) $(SELECT_ARGS) \
 		--out $(OUT_DIR)/selection_synthrooms_dann.md --runs-dir $(RUNS_DIR)/selection_synthrooms_dann
+	$(BENCH) select experiments/selection/synthrooms_self_training.yaml --seeds $(SEEDS) --jobs $(JOBS) $(SELECT_ARGS) \
+		--out $(OUT_DIR)/selection_synthrooms_self_training.md --runs-dir $(RUNS_DIR)/selection_synthrooms_self_training
 
 # Real-dataset benchmarks: your own copies of the data under DATA_ROOT (docs/real_datasets.md); nothing is downloaded.
 # They need a GPU for sensible run times. BENCH_ARGS passes extra options, e.g. BENCH_ARGS="--methods source_only".

@@ -21,10 +21,11 @@ from umadapt.cli import main
 from umadapt.errors import ConfigError
 
 GRIDS = ["selection/digits_dann.yaml", "selection/synthrooms_umadapt.yaml", "selection/synthrooms_dann.yaml"]
+GRIDS += ["selection/synthrooms_self_training.yaml"]
 
 
-def _stack(grid):
-    return get_benchmark(grid.benchmark).stack(grid.method)
+def _stack(grid, method=None):
+    return get_benchmark(grid.benchmark).stack(method or grid.method)
 
 
 @pytest.mark.parametrize("name", GRIDS)
@@ -32,13 +33,13 @@ def test_every_setting_of_the_grid_parses(name, capsys):
     grid = load_grid(EXPERIMENTS / name)
     settings = grid.settings()
     assert grid.default in settings and len(settings) >= 3
-    runs = {setting: [*grid.args, *args] for setting, args in settings.items()}
+    runs = {setting: (grid.method, [*grid.args, *args]) for setting, args in settings.items()}
     if grid.prepare:
-        runs["prepare"] = grid.prepare["args"]
-    for setting, args in runs.items():
+        runs["prepare"] = (grid.prepare.get("method"), grid.prepare["args"])
+    for setting, (method, args) in runs.items():
         args = [a.replace("{prepare}", "source.ckpt") for a in args]
         with pytest.raises(SystemExit) as exit_info:
-            main(["fit", *config_args(*_stack(grid)), *args, "--print_config"])
+            main(["fit", *config_args(*_stack(grid, method)), *args, "--print_config"])
         assert exit_info.value.code in (0, None), setting
     capsys.readouterr()
 
@@ -53,9 +54,11 @@ def _trimmed(grid, tiny):
             keep = [default[axis], keep[0]]
         axes[axis] = {label: values[label] for label in keep}
     prepare = None
-    if grid.prepare:
+    if grid.prepare and grid.prepare.get("method", grid.method) == "umadapt":
         prepare = {**grid.prepare, "args": [*grid.prepare["args"], *tiny, "--model.init_args.phases={source: 1, "
                    "ccr: 1, adapt: 0}", "--trainer.max_epochs=2"]}  # fmt: skip
+    elif grid.prepare:
+        prepare = {**grid.prepare, "args": [*grid.prepare["args"], *tiny, "--trainer.max_epochs=1"]}
     return dataclasses.replace(grid, axes=axes, args=[*grid.args, *tiny], prepare=prepare)
 
 
@@ -197,3 +200,17 @@ def test_grid_file_mistakes_are_named(tmp_path):
         load_grid(path)
     with pytest.raises(ConfigError, match="Grid file not found"):
         load_grid(Path(tmp_path / "none.yaml"))
+
+
+def test_a_prepare_run_of_another_method_is_stacked_like_it(tmp_path):
+    from umadapt.bench.selection import grid_benchmark
+
+    grid = load_grid(EXPERIMENTS / "selection/synthrooms_self_training.yaml")
+    bench = grid_benchmark(grid, get_benchmark("synthrooms"))
+    assert bench.methods["teacher"] == get_benchmark("synthrooms").methods["source_only"]
+    assert all(bench.methods[s] == get_benchmark("synthrooms").methods["self_training"] for s in grid.settings())
+    path = tmp_path / "grid.yaml"
+    path.write_text((EXPERIMENTS / "selection/synthrooms_self_training.yaml").read_text().replace(
+        "method: source_only", "method: sourceonly"))  # fmt: skip
+    with pytest.raises(ConfigError, match="prepare.method 'sourceonly' is not one of synthrooms's"):
+        grid_benchmark(load_grid(path), get_benchmark("synthrooms"))

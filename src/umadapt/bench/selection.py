@@ -5,9 +5,10 @@ A grid file (``experiments/selection/*.yaml``) names a benchmark and method of t
 (``{axis: {value label: [CLI arguments]}}``, every combination is one *setting*), the ``default`` setting, the
 validators and their options, and the ``rule``: the validator whose pick is the headline, fixed before any test
 number is seen. Optionally a ``prepare`` run is trained first per seed (e.g. UM-Adapt's source phase, which every
-adaptation setting then starts from: ``{prepare}`` in an argument is that seed's ``last.ckpt``); with
-``prepare.candidate: true`` its last checkpoint is a candidate too (no adaptation at all). ``args`` are added to
-every setting (not to the prepare run).
+adaptation setting then starts from: ``{prepare}`` in an argument is that seed's ``last.ckpt``), stacked like the
+grid's method or like the registry method ``prepare.method`` (e.g. ``source_only``, a self-training grid's
+teacher); with ``prepare.candidate: true`` its last checkpoint is a candidate too (no adaptation at all). ``args``
+are added to every setting (not to the prepare run).
 
 Runs go to ``<runs-dir>/<setting>/seed<N>``, saving a checkpoint every ``checkpoint_every_n_epochs`` epochs; the
 report goes to ``--out`` (``.json`` and one scatter PNG per validator beside it).
@@ -112,7 +113,9 @@ def load_grid(path: str | Path) -> Grid:
     default = _check_default(axes, {str(k): str(v) for k, v in (data["default"] or {}).items()}, where)
     prepare = data.get("prepare")
     if prepare is not None and not (isinstance(prepare, dict) and prepare.get("name") and "args" in prepare):
-        raise ConfigError(f"{where}: prepare must be {{name: ..., args: [...], candidate: true|false}}.")
+        raise ConfigError(
+            f"{where}: prepare must be {{name, args: [...], candidate: true|false, method (default: the grid's)}}."
+        )
     return Grid(
         path=path,
         benchmark=str(data["benchmark"]),
@@ -136,8 +139,15 @@ def grid_benchmark(grid: Grid, bench: Benchmark) -> Benchmark:
         raise ConfigError(
             f"{grid.path.name}: method {grid.method!r} is not one of {bench.name}'s {list(bench.methods)}."
         )
-    names = list(grid.settings()) + ([grid.prepare["name"]] if grid.prepare else [])
-    return dataclasses.replace(bench, methods={name: bench.methods[grid.method] for name in names})
+    methods = {name: bench.methods[grid.method] for name in grid.settings()}
+    if grid.prepare:
+        prepared = grid.prepare.get("method", grid.method)
+        if prepared not in bench.methods:
+            raise ConfigError(
+                f"{grid.path.name}: prepare.method {prepared!r} is not one of {bench.name}'s {list(bench.methods)}."
+            )
+        methods[grid.prepare["name"]] = bench.methods[prepared]
+    return dataclasses.replace(bench, methods=methods, checkpoints_from={})
 
 
 def run_grid(

@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from umadapt.errors import ConfigError
 from umadapt.methods.reference import SourceOnly
@@ -54,18 +53,7 @@ class AdaBN(SourceOnly):
 
     # -- the target statistics ------------------------------------------------------------------------------------
     def _target_images(self) -> Iterator[torch.Tensor]:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "images_dataset"):
-            raise ConfigError(
-                "AdaBN estimates target statistics from the target training images of a data module with "
-                "images_dataset() (e.g. data_modules.PairedDataModule); pass the data as such a data module."
-            )
-        dataset = datamodule.images_dataset("target", "train")
-        loader = DataLoader(dataset, batch_size=datamodule.eval_batch_size, shuffle=False, num_workers=0)
-        for index, batch in enumerate(loader):
-            if self.statistics_batches is not None and index >= self.statistics_batches:
-                return
-            yield batch["image"].to(self.device)
+        return self.target_training_images(self.statistics_batches, "AdaBN estimates target statistics")
 
     def _begin_evaluation(self) -> None:
         source = batchnorm_statistics(self)

@@ -7,7 +7,7 @@ is shared, so every method is scored the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,6 +15,7 @@ import torch
 from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
+from torch.utils.data import DataLoader
 
 from umadapt.checkpoints import check_identity
 from umadapt.errors import ConfigError
@@ -197,6 +198,24 @@ class MultiTaskModel(pl.LightningModule):
                     f"(data.tasks = {list(provided)}). Add the task to data.tasks or drop it from the model."
                 )
         self.eval_domains = tuple(getattr(datamodule, "eval_domains", self.eval_domains))
+
+    def target_training_images(self, max_batches: int | None, purpose: str) -> Iterator[torch.Tensor]:
+        """The target training images alone (no label, no augmentation: ``datamodule.images_dataset("target",
+        "train")``) in batches of ``data.eval_batch_size`` on the model's device, at most ``max_batches`` of them;
+        ``purpose`` starts the error for a data module without such images (e.g. ``"AdaBN estimates target
+        statistics"``)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "images_dataset"):
+            raise ConfigError(
+                f"{purpose} from the target training images of a data module with images_dataset() (e.g. "
+                "data_modules.PairedDataModule); pass the data as such a data module."
+            )
+        dataset = datamodule.images_dataset("target", "train")
+        loader = DataLoader(dataset, batch_size=datamodule.eval_batch_size, shuffle=False, num_workers=0)
+        for index, batch in enumerate(loader):
+            if max_batches is not None and index >= max_batches:
+                return
+            yield batch["image"].to(self.device)
 
     # -- forward ------------------------------------------------------------------------------------------------
     def features(self, image: torch.Tensor) -> list[torch.Tensor]:

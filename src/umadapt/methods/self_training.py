@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from umadapt.checkpoints import load_partial_state, read_checkpoint
 from umadapt.errors import ConfigError
@@ -228,18 +227,7 @@ class SelfTraining(MultiTaskModel):
             copy_weights(self.teacher, self.student())
 
     def _target_images(self) -> Iterator[torch.Tensor]:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "images_dataset"):
-            raise ConfigError(
-                "Self-training calibrates on the target training images of a data module with images_dataset() "
-                "(e.g. data_modules.PairedDataModule); pass the data as such a data module."
-            )
-        dataset = datamodule.images_dataset("target", "train")
-        loader = DataLoader(dataset, batch_size=datamodule.eval_batch_size, shuffle=False, num_workers=0)
-        for index, batch in enumerate(loader):
-            if self.calibration_batches is not None and index >= self.calibration_batches:
-                return
-            yield batch["image"].to(self.device)
+        return self.target_training_images(self.calibration_batches, "Self-training calibrates its thresholds")
 
     def _teacher_changed(self) -> None:
         """After the teacher was (re)set: target BatchNorm statistics if asked, then the quantile thresholds."""

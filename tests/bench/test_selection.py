@@ -20,8 +20,10 @@ from umadapt.bench.selection import load_grid, run_grid
 from umadapt.cli import main
 from umadapt.errors import ConfigError
 
-GRIDS = ["selection/digits_dann.yaml", "selection/synthrooms_umadapt.yaml", "selection/synthrooms_dann.yaml"]
-GRIDS += ["selection/synthrooms_self_training.yaml"]
+TRAINED = ["selection/digits_dann.yaml", "selection/synthrooms_umadapt.yaml", "selection/synthrooms_dann.yaml"]
+"""Grids a trimmed copy of which trains and is selected end to end (each ~40 s); the self-training grid differs from
+them only in its prepare run's method, checked through its commands below."""
+GRIDS = [*TRAINED, "selection/synthrooms_self_training.yaml"]
 
 
 def _stack(grid, method=None):
@@ -54,22 +56,20 @@ def _trimmed(grid, tiny):
             keep = [default[axis], keep[0]]
         axes[axis] = {label: values[label] for label in keep}
     prepare = None
-    if grid.prepare and grid.prepare.get("method", grid.method) == "umadapt":
+    if grid.prepare:
         prepare = {**grid.prepare, "args": [*grid.prepare["args"], *tiny, "--model.init_args.phases={source: 1, "
                    "ccr: 1, adapt: 0}", "--trainer.max_epochs=2"]}  # fmt: skip
-    elif grid.prepare:
-        prepare = {**grid.prepare, "args": [*grid.prepare["args"], *tiny, "--trainer.max_epochs=1"]}
     return dataclasses.replace(grid, axes=axes, args=[*grid.args, *tiny], prepare=prepare)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", GRIDS)
+@pytest.mark.parametrize("name", TRAINED)
 def test_trimmed_grid_trains_and_selects(name, tmp_path, monkeypatch):
     from umadapt.bench.selection import main as bench_select
 
     grid = load_grid(EXPERIMENTS / name)
     tiny = [*SMALL_DATA, "--data.init_args.eval_batch_size=4"]
-    if grid.benchmark == "digits":
+    if grid.benchmark == "digits":  # 2 epochs, a checkpoint after each
         tiny.append("--trainer.max_epochs=2")
         grid = dataclasses.replace(grid, checkpoint_every_n_epochs=1)
     trimmed = _trimmed(grid, tiny)
@@ -214,3 +214,38 @@ def test_a_prepare_run_of_another_method_is_stacked_like_it(tmp_path):
         "method: source_only", "method: sourceonly"))  # fmt: skip
     with pytest.raises(ConfigError, match="prepare.method 'sourceonly' is not one of synthrooms's"):
         grid_benchmark(load_grid(path), get_benchmark("synthrooms"))
+
+
+@pytest.mark.parametrize("name", ["selection/synthrooms_self_training.yaml"])
+def test_self_training_grid_trains_its_teacher_first_and_hands_each_seed_its_own(name, tmp_path):
+    """The teacher runs as the registry's source_only stack; every setting runs the self_training stack with its
+    seed's teacher checkpoint, after that teacher, and the teacher is a candidate (no self-training)."""
+    commands: list[list[str]] = []
+
+    def fake(command: list[str], log: Path, threads: int | None = None) -> float:
+        commands.append(command)
+        if command[3] == "fit":
+            (log.parent / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (log.parent / "checkpoints" / "last.ckpt").write_text("weights")
+        results = [a.split("=", 1)[1] for a in command if a.startswith("--results.path=")]
+        if results:
+            Path(results[0]).write_text(json.dumps({"metrics": {}}))
+        return 1.0
+
+    grid = load_grid(EXPERIMENTS / name)
+    folders = run_grid(grid, [0, 1], tmp_path, jobs=2, execute=fake)
+    fits = [c for c in commands if c[3] == "fit"]
+    bench = get_benchmark("synthrooms")
+    teachers = [c for c in fits if "--trainer.logger.init_args.name=teacher" in c]
+    assert len(teachers) == 2 and all(str(bench.stack("source_only")[-1].name) in " ".join(c) for c in teachers)
+    students = [c for c in fits if c not in teachers]
+    assert len(students) == 2 * len(grid.settings())
+    for command in students:
+        seed = next(a.split("=")[1] for a in command if a.startswith("--seed_everything="))
+        assert (
+            f"--model.init_args.teacher_checkpoint={tmp_path / 'teacher' / f'seed{seed}' / 'checkpoints' / 'last.ckpt'}"
+            in command
+        )
+        assert "experiments/synthrooms/self_training.yaml" in " ".join(command)
+    assert all(fits.index(t) < min(fits.index(c) for c in students) for t in teachers)  # the teachers go first
+    assert {f.parent.name for f in folders} == {"teacher", *grid.settings()}

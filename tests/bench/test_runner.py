@@ -255,6 +255,15 @@ def test_a_missing_producer_checkpoint_stops_before_training_and_resume_uses_the
     assert no_checkpoint.trained() == ["source_only/0"]
 
 
+def test_resume_trains_a_consumer_again_when_its_producer_trains_again(tmp_path):
+    """A student's record from an older teacher is not reused next to a retrained teacher of the same seed."""
+    runner.run_benchmark(STUDENT, ["source_only", "dann"], [0, 1], tmp_path, execute=CheckpointingFake(tmp_path))
+    (tmp_path / "source_only" / "seed1" / runner.RECORD).unlink()
+    again = CheckpointingFake(tmp_path)
+    runner.run_benchmark(STUDENT, ["source_only", "dann"], [0, 1], tmp_path, resume=True, execute=again)
+    assert again.trained() == ["source_only/1", "dann/1"]
+
+
 def test_shards_keep_a_consumer_with_its_producer_of_the_same_seed(tmp_path, monkeypatch):
     plan = [(m, s) for m in ("a", "b", "c") for s in (0, 1)]
     links = {"c": ["a"]}

@@ -29,6 +29,7 @@ CONFIGS = [
     (SYNTHROOMS / "base.yaml", SYNTHROOMS / "self_training.yaml"),
     (SYNTHROOMS / "base.yaml", SYNTHROOMS / "self_training.yaml", SYNTHROOMS / "self_training_ema.yaml"),
     (SYNTHROOMS / "base.yaml", SYNTHROOMS / "self_training.yaml", SYNTHROOMS / "self_training_no_pseudo.yaml"),
+    (SYNTHROOMS / "base.yaml", SYNTHROOMS / "self_training.yaml", SYNTHROOMS / "self_training_bn_only.yaml"),
     (DIGITS / "base.yaml", DIGITS / "self_training.yaml"),
     (DIGITS / "base.yaml", DIGITS / "self_training.yaml", DIGITS / "self_training_no_pseudo.yaml"),
 ]
@@ -118,7 +119,7 @@ def _saved_teacher(tmp_path: Path) -> Path:
 def _data(toy_domains, **kwargs):
     from data_modules import PairedDataModule
 
-    return PairedDataModule(*toy_domains, batch_size=4, augmentation="none", **kwargs)
+    return PairedDataModule(*toy_domains, batch_size=4, **{"augmentation": "none", **kwargs})
 
 
 def test_student_and_teacher_start_from_the_checkpoint_and_the_optimizer_skips_the_teacher(toy_domains, tmp_path):
@@ -218,3 +219,48 @@ def test_target_batchnorm_teacher_reestimates_its_statistics_on_target_images(to
     assert means and all(not torch.equal(teacher[k], saved[k]) for k in means)  # re-estimated
     weights = [k for k in teacher if k.endswith(".weight")]
     assert all(torch.equal(teacher[k], saved[k]) for k in weights)  # the weights are the checkpoint's
+
+
+def test_a_scratch_student_keeps_the_loaded_teacher(toy_domains, tmp_path):
+    path = _saved_teacher(tmp_path)
+    model = tiny_model(SelfTraining, width=4, teacher_checkpoint=str(path), student_init="scratch")
+    scratch = {k: v.clone() for k, v in model.student().state_dict().items()}
+    model.trainer = tiny_trainer(tmp_path)  # setup reads the trainer's (absent) data module
+    model.setup("fit")
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    teacher, student = model.teacher.state_dict(), model.student().state_dict()
+    assert all(torch.equal(teacher[k], saved[k]) for k in teacher)
+    assert all(torch.equal(student[k], scratch[k]) for k in student)
+
+
+def test_an_adabn_teacher_needs_target_batchnorm(toy_domains, tmp_path):
+    path = _saved_teacher(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["umadapt"]["method"] = "AdaBN"
+    torch.save(checkpoint, path)
+    model = tiny_model(SelfTraining, width=4, teacher_checkpoint=str(path))
+    with pytest.raises(ConfigError, match="teacher_batchnorm: target"):
+        tiny_trainer(tmp_path, max_steps=1).fit(model, datamodule=_data(toy_domains))
+
+
+def test_augmentation_beyond_flips_in_the_data_module_is_refused(toy_domains, tmp_path):
+    path = _saved_teacher(tmp_path)
+    model = tiny_model(SelfTraining, width=4, teacher_checkpoint=str(path))
+    with pytest.raises(ConfigError, match="augmentation is 'standard'"):
+        tiny_trainer(tmp_path, max_steps=1).fit(model, datamodule=_data(toy_domains, augmentation="standard"))
+
+
+def test_batchnorm_only_control_lets_the_student_batchnorm_see_target_images(toy_domains, tmp_path):
+    path = _saved_teacher(tmp_path)
+    means = {}
+    for control in (False, True):
+        torch.manual_seed(0)
+        model = tiny_model(
+            SelfTraining, width=4, teacher_checkpoint=str(path), pseudo_weight=0.0, control_target_batchnorm=control
+        )
+        model.pseudo_labels = None  # never called: no pseudo-label is made
+        tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(model, datamodule=_data(toy_domains))
+        means[control] = model.encoder.state_dict()["bn1.running_mean"].clone()
+    assert not torch.equal(means[False], means[True])
+    with pytest.raises(ConfigError, match="control of pseudo_weight: 0"):
+        tiny_model(SelfTraining, teacher_checkpoint=str(path), control_target_batchnorm=True)

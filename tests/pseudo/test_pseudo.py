@@ -221,3 +221,17 @@ def test_photometric_augmentation_is_seeded_photometric_and_off_in_eval():
     assert torch.equal(augment.eval()(images), images)
     with pytest.raises(ConfigError, match="probability"):
         PhotometricAugmentation(blur=2.0)
+
+
+def test_calibration_keeps_a_bounded_subsample_of_each_batch(monkeypatch):
+    monkeypatch.setattr("umadapt.pseudo.confidence._MAX_VALUES_PER_BATCH", 4)
+    rules = parse_rules({"depth": {"kind": "agreement", "portion": 0.5}}, ["depth"], {}, 2)
+    calibration = Calibration(rules, None)
+    calibration.add({}, {"depth": torch.arange(16.0).view(1, 4, 4)})
+    assert calibration._values["depth"][0].tolist() == [0.0, 4.0, 8.0, 12.0]
+
+
+def test_blur_of_an_image_smaller_than_the_kernel():
+    images = torch.rand(2, 3, 2, 2)
+    out = PhotometricAugmentation(probability=0.0, blur=1.0, sigma=3.0)(images)
+    assert out.shape == images.shape

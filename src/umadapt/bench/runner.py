@@ -5,7 +5,8 @@ Each run is ``python -m umadapt fit`` and then ``python -m umadapt test --ckpt_p
 and :mod:`umadapt.bench.mtl` call :func:`run_benchmark` too.
 
 Resume rule (``--resume``): a (method, seed) whose record ``<runs-dir>/<method>/seed<N>/benchmark_record.json``
-exists is reused; every other one is trained. Without ``--resume`` every run is trained again.
+exists is reused, unless a run it starts from (``checkpoints_from``) trains again in the same call; every other one
+is trained. Without ``--resume`` every run is trained again.
 
 A method of the registry's ``checkpoints_from`` starts from another method's ``last.ckpt`` of the same seed (a
 self-training student from its teacher): that run waits for the producer's run of its seed (trained or reused), and a
@@ -283,6 +284,10 @@ def run_benchmark(
     plan = [(m, s) for s in seeds for m in methods] if seed_major else [(m, s) for m in methods for s in seeds]
     plan = shard_plan(plan, shard, {m: producers(bench, m) for m in methods})
     reused = {p for p in plan if resume and (run_dir(runs_dir, *p) / RECORD).is_file()}
+    stale = True
+    while stale:  # a consumer whose producer of the same seed trains again in this call is trained again too
+        stale = {(m, s) for m, s in reused if any((p, s) in plan and (p, s) not in reused for p in producers(bench, m))}
+        reused -= stale
     pending = [p for p in plan if p not in reused]  # not started yet, in plan order
     to_train = set(pending)
 

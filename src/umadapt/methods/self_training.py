@@ -92,6 +92,9 @@ class SelfTraining(MultiTaskModel):
         teacher_batchnorm: ``checkpoint`` (the teacher's statistics as trained) or ``target`` (re-estimated on the
             target training images whenever the teacher is (re)set, as AdaBN does).
         calibration_batches: read at most this many batches (``data.eval_batch_size``) in each calibration.
+        control_target_batchnorm: with ``pseudo_weight: 0``, still pass the target images through the student
+            (strongly augmented, without gradient), so its BatchNorm statistics see them as in self-training: the
+            *BatchNorm-only* control, which separates what the pseudo-labels contribute from what BatchNorm does.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class SelfTraining(MultiTaskModel):
         student_init: str = "teacher",
         teacher_batchnorm: str = "checkpoint",
         calibration_batches: int | None = None,
+        control_target_batchnorm: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -141,6 +145,8 @@ class SelfTraining(MultiTaskModel):
             raise ConfigError(
                 "student_init: teacher needs model.init_args.teacher_checkpoint; or student_init: scratch."
             )
+        if control_target_batchnorm and pseudo_weight > 0:
+            raise ConfigError("control_target_batchnorm is the control of pseudo_weight: 0; set one of them only.")
         if calibration_batches is not None and calibration_batches < 1:
             raise ConfigError(f"model.init_args.calibration_batches must be >= 1 or null, got {calibration_batches}.")
         self.view_transforms = parse_transforms(transforms or ["identity", "hflip"], self.tasks)
@@ -148,8 +154,7 @@ class SelfTraining(MultiTaskModel):
             confidence, self.tasks, default_rules(self.tasks, len(self.view_transforms)), len(self.view_transforms)
         )
         self.teacher = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "heads": copy.deepcopy(self.heads)})
-        self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        self.teacher.requires_grad_(False)  # its mode is set at each use (eval): Lightning restores modes itself
         self.augment = PhotometricAugmentation(**dict(augmentation_options or {})) if strong_augmentation else None
         self.teacher_checkpoint = teacher_checkpoint
         self.mode, self.rounds, self.ema_decay = mode, int(rounds), float(ema_decay)
@@ -157,21 +162,18 @@ class SelfTraining(MultiTaskModel):
         self.pseudo_weight, self.source_weight = float(pseudo_weight), float(source_weight)
         self.student_init, self.teacher_batchnorm = student_init, teacher_batchnorm
         self.calibration_batches = calibration_batches
+        self.control_target_batchnorm = bool(control_target_batchnorm)
         self.calibration = Calibration(self.rules, self.num_classes)
         self.round: int | None = None
         """The offline round the teacher belongs to (``None`` until the first training batch)."""
         self._calibrated_epoch: int | None = None
         self._calibrated = False
+        self._ema_step = 0
 
     # -- the teacher ---------------------------------------------------------------------------------------------
     def optimized_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Every parameter but the teacher's (it is loaded, copied or averaged, never optimized)."""
         return [(n, p) for n, p in self.named_parameters() if not n.startswith("teacher.")]
-
-    def train(self, mode: bool = True) -> SelfTraining:
-        super().train(mode)
-        self.teacher.eval()  # the teacher's BatchNorm statistics and dropout stay as in evaluation
-        return self
 
     def student(self) -> nn.ModuleDict:
         """The student's encoder and heads, named like the teacher's."""
@@ -201,6 +203,12 @@ class SelfTraining(MultiTaskModel):
                 f"model.init_args.teacher_checkpoint {self.teacher_checkpoint!r} predicts tasks {list(tasks)}, this "
                 f"model {list(self.tasks)}: use a teacher trained on the same task set (data.tasks)."
             )
+        if saved.get("method") == "AdaBN" and self.teacher_batchnorm == "checkpoint":
+            raise ConfigError(
+                f"model.init_args.teacher_checkpoint {self.teacher_checkpoint!r} is an AdaBN run, whose checkpoint "
+                "holds the source BatchNorm statistics (AdaBN swaps in target ones only to evaluate): set "
+                "model.init_args.teacher_batchnorm: target, or the teacher is a source-only model."
+            )
         classes = saved.get("num_classes")
         if classes is not None and self.num_classes is not None and int(classes) != int(self.num_classes):
             raise ConfigError(
@@ -223,8 +231,22 @@ class SelfTraining(MultiTaskModel):
             self.load_teacher()  # before Lightning restores a resumed run, whose own teacher then wins
         if self.student_init == "teacher":
             copy_weights(self.student(), self.teacher)
-        else:
+        elif not self.teacher_checkpoint:  # online without a checkpoint: the teacher starts as the student
             copy_weights(self.teacher, self.student())
+        self._check_augmentation()
+
+    def _check_augmentation(self) -> None:
+        """Refuse a data-module augmentation beyond flips: the teacher labels the target images as served, while the
+        thresholds are calibrated on un-augmented ones, and padded borders of a crop or affine warp would be labelled
+        too."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        augmentation = getattr(datamodule, "augmentation", None)
+        if self.pseudo_weight > 0 and augmentation not in (None, "none", "hflip"):
+            raise ConfigError(
+                f"Self-training labels the target images as the data module serves them, but "
+                f"data.init_args.augmentation is {augmentation!r} (crops, warps, colour changes): set it to hflip or "
+                "none; the student's own strong augmentation is model.init_args.strong_augmentation."
+            )
 
     def _target_images(self) -> Iterator[torch.Tensor]:
         return self.target_training_images(self.calibration_batches, "Self-training calibrates its thresholds")
@@ -249,8 +271,11 @@ class SelfTraining(MultiTaskModel):
 
     # -- pseudo-labels ---------------------------------------------------------------------------------------------
     def _ensemble(self, images: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Views, ensembles and disagreements of the teacher, in float32 whatever the trainer's precision (autocast
+        covers the training step, not the calibration in ``on_train_batch_start``: both must see the same teacher)."""
         multiple = int(getattr(self.teacher["encoder"], "output_stride", 1) or 1)
-        views = predict_views(self.teacher_forward, images, self.view_transforms, self.tasks, multiple)
+        with torch.autocast(images.device.type, enabled=False):
+            views = predict_views(self.teacher_forward, images.float(), self.view_transforms, self.tasks, multiple)
         ensembles = {t: combine_views(t, v, self.ensemble) for t, v in views.items()}
         disagreements = {t: view_disagreement(t, views[t], ensembles[t]) for t in self.tasks}
         return views, ensembles, disagreements
@@ -306,12 +331,20 @@ class SelfTraining(MultiTaskModel):
             self._calibrated_epoch = self.current_epoch
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.mode == "online" and self.pseudo_weight > 0:
+        """Online: the teacher follows the student after each optimizer step (not per batch: gradient accumulation
+        and mixed-precision steps skipped for an overflow do not move the student)."""
+        if self.mode == "online" and self.pseudo_weight > 0 and self.global_step != self._ema_step:
             ema_update(self.teacher, self.student(), self.ema_decay)
+            self._ema_step = self.global_step
 
     def training_step(self, batch: Mapping[str, Mapping[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         loss = self.source_weight * self.supervised_loss(batch["source"], "source")
         if self.pseudo_weight == 0:
+            if self.control_target_batchnorm:  # the BatchNorm-only control: the student sees the target images
+                with torch.no_grad():  # as self-training would pass them, and learns nothing from them
+                    self(
+                        self.augment(batch["target"]["image"]) if self.augment is not None else batch["target"]["image"]
+                    )
             self.log("train/loss", loss.detach(), prog_bar=True)
             return loss
         images = batch["target"]["image"]  # never any other key of the target batch

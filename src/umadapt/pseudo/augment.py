@@ -76,7 +76,7 @@ class PhotometricAugmentation(nn.Module):
 def _gaussian_blur(image: Tensor, sigma: float) -> Tensor:
     """``image [C, H, W]`` blurred by a separable Gaussian of ``sigma`` (kernel radius ``ceil(2 sigma)``, reflect
     padding)."""
-    radius = max(1, int(2.0 * sigma + 0.999))
+    radius = max(1, min(int(2.0 * sigma + 0.999), min(image.shape[-2:]) - 1))  # reflect padding needs radius < size
     offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = kernel / kernel.sum()

@@ -8,8 +8,9 @@ A rule per task, from YAML ``{kind: ..., value: ..., portion: ...}``:
 ``threshold``       class tasks: keep a pixel/image whose top probability is ``>= value`` (DAFormer's ``τ = 0.968``).
 ``class_balanced``  class tasks: per class ``c``, keep the ``portion`` most confident of the pixels/images predicted
                     as ``c``: ``p_c >= k_c`` with ``k_c`` that class's ``1 - portion`` quantile of the top
-                    probability over the calibration images (class-balanced self-training, Zou et al., ECCV 2018,
-                    Sec. 4.2); a class never predicted there uses the quantile over all classes.
+                    probability over the calibration images; a class never predicted there uses the quantile over
+                    all classes. CBST-style per-class thresholds (Zou et al., ECCV 2018, Sec. 4.2): the label stays
+                    ``argmax_c p_c``, where CBST takes ``argmax_c p_c / k_c``.
 ``agreement``       every task: keep a pixel/image whose disagreement across the transforms
                     (:func:`~umadapt.pseudo.ensemble.view_disagreement`) is ``<= value``, or, with ``portion``, the
                     ``portion`` of pixels that agree best over the calibration images. Needs two transforms or more.
@@ -37,7 +38,8 @@ __all__ = ["KINDS", "LABEL_IGNORE", "Calibration", "ConfidenceRule", "confident"
 KINDS = ("threshold", "class_balanced", "agreement", "all")
 LABEL_IGNORE = -100
 """The ignored per-image label (``F.cross_entropy``'s default ``ignore_index``)."""
-_MAX_CALIBRATION_VALUES = 2_000_000  # per class/task: a fixed-stride subsample beyond it keeps memory bounded
+_MAX_CALIBRATION_VALUES = 2_000_000  # per class/task: a fixed-stride subsample beyond it keeps the quantiles cheap
+_MAX_VALUES_PER_BATCH = 262_144  # per task and calibration batch: a fixed-stride subsample keeps memory bounded
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,16 @@ class Calibration:
         return bool(self.rules)
 
     def add(self, ensembles: Mapping[str, Tensor], disagreements: Mapping[str, Tensor]) -> None:
+        """Keep one batch's values (at most ``_MAX_VALUES_PER_BATCH`` per task, a fixed-stride subsample)."""
         for t, rule in self.rules.items():
             if rule.kind == "class_balanced":
                 top, classes = _class_confidence(ensembles[t])
-                self._values[t].append(top.flatten().cpu().numpy())
-                self._classes[t].append(classes.flatten().cpu().numpy())
+                step = -(-top.numel() // _MAX_VALUES_PER_BATCH)
+                self._values[t].append(top.flatten()[::step].cpu().numpy())
+                self._classes[t].append(classes.flatten()[::step].to(torch.int32).cpu().numpy())
             else:
-                self._values[t].append(disagreements[t].flatten().cpu().numpy())
+                values = disagreements[t].flatten()
+                self._values[t].append(values[:: -(-values.numel() // _MAX_VALUES_PER_BATCH)].cpu().numpy())
 
     def finish(self) -> dict[str, Tensor]:
         if self.rules and not any(self._values[t] for t in self.rules):

@@ -67,9 +67,12 @@ def _blocked_global(message: str) -> str | None:
     return f"GLOBAL {match.group(1)}" if match else None
 
 
-def read_state_dict(path: str | Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The model weights of a Lightning checkpoint (its ``state_dict``), or of a bare state-dict file."""
-    checkpoint = read_checkpoint(path, what)
+def read_state_dict(
+    path: str | Path, what: str = "checkpoint", checkpoint: Mapping[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
+    """The model weights of a Lightning checkpoint (its ``state_dict``), or of a bare state-dict file; ``checkpoint``:
+    the file's contents when the caller has already read them (:func:`read_checkpoint`), so it is not read twice."""
+    checkpoint = read_checkpoint(path, what) if checkpoint is None else checkpoint
     state = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state, dict):
         raise ConfigError(f"{what} {str(path)!r} has no state_dict.")
@@ -83,11 +86,13 @@ def load_partial_state(
     what: str = "checkpoint",
     hint: str = "",
     source_prefix: str = "",
+    checkpoint: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Load the parameters and buffers of ``module`` whose names start with one of ``prefixes`` from ``path``, where
     they are stored as ``source_prefix + name`` (e.g. ``"encoder."`` to load a model's encoder into a bare module);
-    raise a :class:`ConfigError` naming the missing parts (``hint`` says where they come from). Returns the keys."""
-    state = read_state_dict(path, what)
+    raise a :class:`ConfigError` naming the missing parts (``hint`` says where they come from). ``checkpoint``: the
+    file's contents, if already read. Returns the keys."""
+    state = read_state_dict(path, what, checkpoint)
     prefixes = tuple(prefixes)
     own = module.state_dict()
     wanted = [k for k in own if k.startswith(prefixes)]

@@ -221,6 +221,7 @@ class SelfTraining(MultiTaskModel):
             ["encoder.", "heads."],
             what="model.init_args.teacher_checkpoint",
             hint="Use a teacher with the same encoder and heads as this config (the teacher run's config.yaml).",
+            checkpoint=checkpoint,
         )
 
     def setup(self, stage: str) -> None:
@@ -264,26 +265,26 @@ class SelfTraining(MultiTaskModel):
         if not self.calibration:
             return
         for images in self._target_images():
-            _, ensembles, disagreements = self._ensemble(images)
-            self.calibration.add(ensembles, disagreements)
+            self.calibration.add(*self._ensemble(images))
         for t, threshold in self.calibration.finish().items():
             self.log(f"train/pseudo/{t}/threshold", threshold.float().mean(), on_step=False, on_epoch=True)
 
     # -- pseudo-labels ---------------------------------------------------------------------------------------------
-    def _ensemble(self, images: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Views, ensembles and disagreements of the teacher, in float32 whatever the trainer's precision (autocast
-        covers the training step, not the calibration in ``on_train_batch_start``: both must see the same teacher)."""
+    def _ensemble(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The teacher's ensembles and their views' disagreements per task, in float32 whatever the trainer's
+        precision (autocast covers the training step, not the calibration in ``on_train_batch_start``: both must see
+        the same teacher)."""
         multiple = int(getattr(self.teacher["encoder"], "output_stride", 1) or 1)
         with torch.autocast(images.device.type, enabled=False):
             views = predict_views(self.teacher_forward, images.float(), self.view_transforms, self.tasks, multiple)
         ensembles = {t: combine_views(t, v, self.ensemble) for t, v in views.items()}
         disagreements = {t: view_disagreement(t, views[t], ensembles[t]) for t in self.tasks}
-        return views, ensembles, disagreements
+        return ensembles, disagreements
 
     @torch.no_grad()
     def pseudo_labels(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """``({task: pseudo-labels in the batch convention}, {task: fraction kept})`` of target ``images``."""
-        _, ensembles, disagreements = self._ensemble(images)
+        ensembles, disagreements = self._ensemble(images)
         labels, kept = {}, {}
         thresholds = self.calibration.thresholds
         for t in self.tasks:
@@ -337,20 +338,21 @@ class SelfTraining(MultiTaskModel):
             ema_update(self.teacher, self.student(), self.ema_decay)
             self._ema_step = self.global_step
 
+    def _student_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's view of target ``images``: strongly augmented, unless ``strong_augmentation`` is off."""
+        return self.augment(images) if self.augment is not None else images
+
     def training_step(self, batch: Mapping[str, Mapping[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         loss = self.source_weight * self.supervised_loss(batch["source"], "source")
         if self.pseudo_weight == 0:
             if self.control_target_batchnorm:  # the BatchNorm-only control: the student sees the target images
                 with torch.no_grad():  # as self-training would pass them, and learns nothing from them
-                    self(
-                        self.augment(batch["target"]["image"]) if self.augment is not None else batch["target"]["image"]
-                    )
+                    self(self._student_input(batch["target"]["image"]))
             self.log("train/loss", loss.detach(), prog_bar=True)
             return loss
         images = batch["target"]["image"]  # never any other key of the target batch
         labels, kept = self.pseudo_labels(images)
-        student_images = self.augment(images) if self.augment is not None else images
-        predictions = self(student_images)
+        predictions = self(self._student_input(images))
         losses = self.pseudo_losses(predictions, labels)
         scale = {t: kept[t] if self.pseudo_weighting == "quality" else 1.0 for t in self.tasks}
         pseudo = sum(self.loss_weights[t] * scale[t] * losses[t] for t in self.tasks)

@@ -264,3 +264,33 @@ def test_batchnorm_only_control_lets_the_student_batchnorm_see_target_images(toy
     assert not torch.equal(means[False], means[True])
     with pytest.raises(ConfigError, match="control of pseudo_weight: 0"):
         tiny_model(SelfTraining, teacher_checkpoint=str(path), control_target_batchnorm=True)
+
+
+def test_online_teacher_moves_once_per_optimizer_step_under_gradient_accumulation(toy_domains, tmp_path):
+    path = _saved_teacher(tmp_path)
+    model = tiny_model(SelfTraining, width=4, teacher_checkpoint=str(path), mode="online", ema_decay=0.75)
+    trainer = tiny_trainer(tmp_path, max_steps=1, accumulate_grad_batches=2, limit_val_batches=0)
+    trainer.fit(model, datamodule=_data(toy_domains))  # two batches, one optimizer step
+    start = torch.load(path, weights_only=True)["state_dict"]
+    student = model.student().state_dict()
+    for name, value in model.teacher.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.75 * start[name] + 0.25 * student[name])
+
+
+def test_pseudo_labels_do_not_depend_on_the_trainers_autocast(toy_domains, tmp_path):
+    """Calibration runs outside autocast and pseudo-labels inside the training step's: the teacher is float32 in
+    both, so thresholds and labels come from the same predictions."""
+    path = _saved_teacher(tmp_path)
+    threshold = {"segmentation": {"kind": "threshold", "value": 0.5}}  # depth, normals: all (a single view)
+    model = tiny_model(
+        SelfTraining, width=4, teacher_checkpoint=str(path), transforms=["identity"], confidence=threshold
+    )
+    model.trainer = tiny_trainer(tmp_path)
+    model.setup("fit")
+    images = torch.rand(2, 3, 32, 32)
+    plain, _ = model.pseudo_labels(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, _ = model.pseudo_labels(images)
+    for task in plain:
+        assert mixed[task].dtype == plain[task].dtype and torch.equal(mixed[task], plain[task]), task

@@ -21,6 +21,7 @@ from tests.helpers import (  # noqa: E402
     TASKS,
     ToyDomain,
     config_args,
+    free_port,
     run_cli,
     small_data,
 )
@@ -53,8 +54,12 @@ def _disk_cache_in_tmp(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _no_distributed_env_leaks():
     """In-process DDP (Lightning's ddp_spawn, a one-process DDPStrategy) sets MASTER_PORT & co. in os.environ and
-    never unsets them; a later test's plain-ddp ``umadapt`` subprocess would reuse that port and hang."""
+    never unsets them; a later test's plain-ddp ``umadapt`` subprocess would reuse that port and hang. Each test
+    starts with a MASTER_PORT of its own from this worker's block (:func:`tests.helpers.free_port`): without one,
+    Lightning picks a free port by binding to port 0 and closing it, and under pytest-xdist the other worker's
+    processes could take that port before the rendezvous binds it."""
     before = {key: os.environ.get(key) for key in DISTRIBUTED_ENV}
+    os.environ["MASTER_PORT"] = str(free_port())
     yield
     for key, value in before.items():
         if value is None:

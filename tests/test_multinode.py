@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import DISTRIBUTED_ENV, EXPERIMENTS, ROOT, config_args, small_data
+from tests.helpers import DISTRIBUTED_ENV, EXPERIMENTS, ROOT, config_args, free_port, small_data
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +37,6 @@ SHORT_RUN = [
 epoch, so the run trains and checkpoints only."""
 INITIALIZED = "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2"
 """Lightning's line when the second process joins a process group of two."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _environment(**extra: str) -> dict[str, str]:
@@ -95,7 +88,7 @@ def _check_run(results: dict[str, tuple[int, str]], run: Path, expected_steps: i
 def test_two_nodes_train_one_run_with_torchrun(tmp_path):
     """docs/scaling.md's torchrun launch, one launcher per node: ``--nnodes=2 --node_rank=0|1`` with a static
     rendezvous (more robust than c10d on a loaded CI machine), ``--trainer.num_nodes=2``."""
-    port = _free_port()
+    port = free_port()
     fit = [
         *config_args(*DIGITS),
         *SHORT_RUN,
@@ -145,7 +138,7 @@ def test_two_nodes_train_one_run_with_the_slurm_script(tmp_path):
         SLURM_NTASKS_PER_NODE="1",
         SLURM_NODELIST="127.0.0.1",
         SLURM_SUBMIT_DIR=str(tmp_path),
-        MASTER_PORT=str(_free_port()),  # SLURMEnvironment's port is derived from the job id unless this is set
+        MASTER_PORT=str(free_port()),  # SLURMEnvironment's port is derived from the job id unless this is set
         PYTHON=sys.executable,
         CONFIGS=" ".join(map(str, DIGITS)),
         PROFILE=str(EXPERIMENTS / "trainer" / "multinode.yaml"),
@@ -190,7 +183,7 @@ def test_the_command_leaves_its_gloo_process_group_when_it_ends(tmp_path):
         "--trainer.strategy=ddp",
     ]
     script = LEAVES_GROUP.format(args=fit)
-    env = _environment(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    env = _environment(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
     )

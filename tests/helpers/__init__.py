@@ -7,9 +7,11 @@ Test modules import from here, never from each other.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -52,11 +54,57 @@ SMALL_DATA = small_data()
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m umadapt <args>`` in ``cwd``, the repository on ``PYTHONPATH`` (so configs can name
-    ``tests.helpers.kill`` callbacks) and no distributed settings inherited from this process (a stale
-    ``MASTER_PORT`` makes plain ddp hang); output captured as text."""
+    ``tests.helpers.kill`` callbacks), no distributed settings inherited from this process (a stale ``MASTER_PORT``
+    makes plain ddp hang) but a fresh ``MASTER_PORT`` from :func:`free_port` (else a ddp run picks a free port itself,
+    which another pytest-xdist worker's processes can take before it is bound); output captured as text."""
     env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env["MASTER_PORT"] = str(free_port())
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     return subprocess.run([sys.executable, "-m", "umadapt", *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+# -- network ports for distributed runs -----------------------------------------------------------------------------
+PORT_FLOOR = 20000
+"""Test ports start here and end where the kernel's ephemeral ports start (32768 on Linux): ports that binding to
+port 0 or an outgoing connection never hand out, so no process can take one between :func:`free_port`'s check and
+its use except one that asks for it by number."""
+
+
+def _port_block() -> range:
+    """This pytest process's own ports: the test ports split evenly between the pytest-xdist workers
+    (``PYTEST_XDIST_WORKER`` ``gw<i>`` of ``PYTEST_XDIST_WORKER_COUNT``), all of them without xdist. Two workers
+    never share a port. If the ephemeral range starts too low to leave room, ports up to 65535 are used instead
+    (still one block per worker, but no longer out of the ephemeral range)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), index + 1)
+    try:
+        end = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        end = 32768
+    if end - PORT_FLOOR < 64 * workers:
+        end = 65536
+    size = (end - PORT_FLOOR) // workers
+    return range(PORT_FLOOR + index * size, PORT_FLOOR + (index + 1) * size)
+
+
+_port_calls = itertools.count()
+
+
+def free_port() -> int:
+    """A TCP port for a process group's rendezvous (``MASTER_PORT``, ``torchrun --master_port``), from this worker's
+    block (:func:`_port_block`), that nothing has bound: successive calls go round the block, so a port is not handed
+    out again until the block has been gone through."""
+    block = _port_block()
+    for _ in range(len(block)):
+        port = block[next(_port_calls) % len(block)]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("", port))  # all interfaces, as the rendezvous store binds; no SO_REUSEADDR
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free TCP port in {block}")
 
 
 # -- tiny models, trainers and data ---------------------------------------------------------------------------------

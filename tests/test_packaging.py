@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from setuptools import find_packages
@@ -33,9 +35,24 @@ def test_pyproject_holds_the_build_system_and_tool_settings_only():
     assert set(pyproject) == {"build-system", "tool"} and set(pyproject["tool"]) == {"ruff"}  # no [project] table
 
 
+def _source_copy(folder: Path) -> None:
+    """The repository's top-level files and both packages' folders, copied into ``folder``: pip builds a local
+    project in place, and a build from the repository itself would rewrite its build/ and umadapt.egg-info/ while
+    the other pytest-xdist worker's runs read the egg-info (the run record's umadapt version)."""
+    folder.mkdir()
+    for path in ROOT.iterdir():
+        if path.is_file():
+            shutil.copy2(path, folder / path.name)
+    ignored = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for package in ("src", "data_modules"):
+        shutil.copytree(ROOT / package, folder / package, ignore=ignored)
+
+
 @pytest.mark.slow
 def test_non_editable_install_imports_from_anywhere(tmp_path):
     target = tmp_path / "site"
+    source = tmp_path / "source"
+    _source_copy(source)
     installed = subprocess.run(
         [
             sys.executable,
@@ -47,7 +64,7 @@ def test_non_editable_install_imports_from_anywhere(tmp_path):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         cwd=tmp_path,

@@ -14,6 +14,12 @@ JOBS ?= 2
 RUNS_DIR ?= $(OUT_DIR)/runs
 DEMO_DIR ?= logs/demo
 BENCH = $(BIN)/python -m umadapt.bench
+# The tests run on TEST_WORKERS pytest-xdist processes, each with one torch thread (tests/conftest.py): one pytest
+# process left one of CI's 2 cores idle (~19 min, close to CI's 20-minute limit). --dist worksteal: a worker that runs
+# out of tests takes some of the other's, so the minute-long end-to-end tests do not leave a core idle at the end.
+# TEST_WORKERS=0 runs them in this process (e.g. to debug with pdb).
+TEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo lint test test-fast bench-synthrooms clean
@@ -39,11 +45,11 @@ lint: $(STAMP) ## ruff: lint and formatting check (line length 120, configured i
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) lint ## Run the linter, then the test suite
-	$(BIN)/python -m pytest -q
+test: $(STAMP) lint ## Run the linter, then the test suite (on TEST_WORKERS=2 processes)
+	$(PYTEST)
 
 test-fast: $(STAMP) ## Run the test suite without the slow end-to-end tests
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench-synthrooms: $(STAMP) ## SynthRooms benchmark: every method x 3 seeds -> results/synthrooms.md
 	$(BENCH) run synthrooms --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \

@@ -4,13 +4,15 @@ names the file, and a checkpoint of another method or task set is refused (:mod:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from tests.helpers import BASE, SOURCE_ONLY, SYNTHROOMS, config_args, run_cli, small_data, tiny_model
-from umadapt.checkpoints import read_checkpoint
+from tests.helpers import BASE, SOURCE_ONLY, SYNTHROOMS, TASKS, config_args, run_cli, small_data, tiny_model
+from umadapt.checkpoints import load_task_network, read_checkpoint
 from umadapt.errors import ConfigError
 from umadapt.methods import UMAdapt
 
@@ -123,3 +125,47 @@ def test_checkpoint_of_another_task_set_is_refused(tmp_path, source_only_checkpo
     assert fewer.returncode == 2, fewer.stderr[-2000:]
     expected = "trained for tasks ['depth', 'normals', 'segmentation'], but data.tasks is ['depth', 'segmentation']"
     assert expected in fewer.stderr
+
+
+# -- a task network read from a run (teachers, CyCADA's frozen network) ----------------------------------------------
+def _task_network(model: nn.Module) -> nn.ModuleDict:
+    return nn.ModuleDict({"encoder": model.encoder, "heads": model.heads})
+
+
+def _saved_network(tmp_path: Path, identity: str = "umadapt", **kwargs) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A tiny network's checkpoint with its identity stored under ``identity`` (``umadapt``, Lightning's
+    ``hyper_parameters``, or ``none``)."""
+    torch.manual_seed(0)
+    network = tiny_model(width=4, **kwargs)
+    checkpoint = {"state_dict": network.state_dict()}
+    if identity != "none":
+        checkpoint[identity] = network.identity()
+    path = tmp_path / "network.ckpt"
+    torch.save(checkpoint, path)
+    return path, network.state_dict()
+
+
+@pytest.mark.parametrize("identity", ["umadapt", "hyper_parameters", "none"])
+def test_load_task_network_loads_the_encoder_and_heads_and_returns_the_stored_identity(tmp_path, identity):
+    path, saved = _saved_network(tmp_path, identity)
+    torch.manual_seed(1)
+    network = _task_network(tiny_model(width=4))
+    stored = load_task_network(network, path, "model.init_args.x", TASKS, 2)
+    assert stored == ({} if identity == "none" else {"method": "SourceOnly", "tasks": TASKS, "num_classes": 2})
+    own = network.state_dict()
+    assert own.keys() == {k for k in saved if k.startswith(("encoder.", "heads."))}
+    assert all(torch.equal(own[k], saved[k]) for k in own)
+
+
+def test_load_task_network_refuses_other_tasks_or_classes_naming_both(tmp_path):
+    path, _ = _saved_network(tmp_path)
+    network = _task_network(tiny_model(width=4, tasks=["depth"]))
+    expected = f"model.init_args.x {str(path)!r} predicts tasks {TASKS}, this model ['depth']"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_task_network(network, path, "model.init_args.x", ["depth"], 2)
+    network = _task_network(tiny_model(width=4, num_classes=5))
+    with pytest.raises(ConfigError, match=re.escape(f"{str(path)!r} has 2 classes, this model 5")):
+        load_task_network(network, path, "model.init_args.x", TASKS, 5)
+    wider = _task_network(tiny_model(width=8))
+    with pytest.raises(ConfigError, match=r"another architecture\. Use the same encoder\.$"):
+        load_task_network(wider, path, "model.init_args.x", TASKS, 2, "Use the same encoder.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "check_checkpoint_matches_config",
     "check_identity",
     "load_partial_state",
+    "load_task_network",
     "read_checkpoint",
     "read_state_dict",
 ]
@@ -109,6 +110,36 @@ def load_partial_state(
         )
     module.load_state_dict({k: state[source_prefix + k] for k in wanted}, strict=False)
     return wanted
+
+
+def load_task_network(
+    module: nn.Module,
+    path: str | Path,
+    what: str,
+    tasks: Sequence[str],
+    num_classes: int | None,
+    hint: str = "",
+) -> dict[str, Any]:
+    """Load the ``encoder.*`` and ``heads.*`` of the umadapt checkpoint ``path`` into ``module`` (a module with an
+    ``encoder`` and ``heads``: a teacher, a frozen task network), after refusing one trained for other ``tasks`` or
+    another number of classes; ``what`` names the config key in errors. Returns the stored identity (``method``,
+    ``tasks``, ``num_classes``; ``{}`` when the file has none) for checks of the caller's own."""
+    checkpoint = read_checkpoint(path, what)
+    saved = checkpoint.get("umadapt") or checkpoint.get("hyper_parameters") or {}
+    saved_tasks = saved.get("tasks")
+    if saved_tasks is not None and list(saved_tasks) != list(tasks):
+        raise ConfigError(
+            f"{what} {str(path)!r} predicts tasks {list(saved_tasks)}, this model {list(tasks)}: use a checkpoint "
+            "trained on the same task set (data.tasks)."
+        )
+    classes = saved.get("num_classes")
+    if classes is not None and num_classes is not None and int(classes) != int(num_classes):
+        raise ConfigError(
+            f"{what} {str(path)!r} has {classes} classes, this model {num_classes}: use a checkpoint trained on the "
+            "same data."
+        )
+    load_partial_state(module, path, ["encoder.", "heads."], what=what, hint=hint, checkpoint=checkpoint)
+    return dict(saved)
 
 
 def check_identity(saved: Mapping[str, Any] | None, mine: Mapping[str, Any], where: str = "The checkpoint") -> None:

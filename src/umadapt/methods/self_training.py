@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from umadapt.checkpoints import load_partial_state, read_checkpoint
+from umadapt.checkpoints import load_task_network
 from umadapt.errors import ConfigError
 from umadapt.methods.base import MultiTaskModel, task_features
 from umadapt.methods.checks import check_non_negative
@@ -195,34 +195,15 @@ class SelfTraining(MultiTaskModel):
 
     def load_teacher(self) -> None:
         """Load the teacher's encoder and heads from ``teacher_checkpoint``, refusing another task set."""
-        checkpoint = read_checkpoint(self.teacher_checkpoint, "model.init_args.teacher_checkpoint")
-        saved = checkpoint.get("umadapt") or checkpoint.get("hyper_parameters") or {}
-        tasks = saved.get("tasks")
-        if tasks is not None and list(tasks) != list(self.tasks):
-            raise ConfigError(
-                f"model.init_args.teacher_checkpoint {self.teacher_checkpoint!r} predicts tasks {list(tasks)}, this "
-                f"model {list(self.tasks)}: use a teacher trained on the same task set (data.tasks)."
-            )
+        what = "model.init_args.teacher_checkpoint"
+        hint = "Use a teacher with the same encoder and heads as this config (the teacher run's config.yaml)."
+        saved = load_task_network(self.teacher, self.teacher_checkpoint, what, self.tasks, self.num_classes, hint)
         if saved.get("method") == "AdaBN" and self.teacher_batchnorm == "checkpoint":
             raise ConfigError(
-                f"model.init_args.teacher_checkpoint {self.teacher_checkpoint!r} is an AdaBN run, whose checkpoint "
-                "holds the source BatchNorm statistics (AdaBN swaps in target ones only to evaluate): set "
-                "model.init_args.teacher_batchnorm: target, or the teacher is a source-only model."
+                f"{what} {self.teacher_checkpoint!r} is an AdaBN run, whose checkpoint holds the source BatchNorm "
+                "statistics (AdaBN swaps in target ones only to evaluate): set model.init_args.teacher_batchnorm: "
+                "target, or the teacher is a source-only model."
             )
-        classes = saved.get("num_classes")
-        if classes is not None and self.num_classes is not None and int(classes) != int(self.num_classes):
-            raise ConfigError(
-                f"model.init_args.teacher_checkpoint {self.teacher_checkpoint!r} has {classes} classes, this model "
-                f"{self.num_classes}: use a teacher trained on the same data."
-            )
-        load_partial_state(
-            self.teacher,
-            self.teacher_checkpoint,
-            ["encoder.", "heads."],
-            what="model.init_args.teacher_checkpoint",
-            hint="Use a teacher with the same encoder and heads as this config (the teacher run's config.yaml).",
-            checkpoint=checkpoint,
-        )
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

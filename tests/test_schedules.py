@@ -25,6 +25,11 @@ def test_schedule_values_at_the_ends():
     assert get_lr_schedule("dann")(1.0) == pytest.approx(11**-0.75)
 
 
+@pytest.mark.parametrize(("p", "rate"), [(0.0, 1.0), (0.25, 1.0), (0.5, 1.0), (0.75, 0.5), (1.0, 0.0), (1.5, 0.0)])
+def test_cyclegan_rate_is_constant_then_decays_linearly_to_zero_over_the_second_half(p, rate):
+    assert get_lr_schedule("linear_decay_second_half")(p) == pytest.approx(rate, abs=1e-12)
+
+
 def test_unknown_schedule_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="Valid names") as info:
         get_coefficient_schedule("dan")

@@ -114,7 +114,14 @@ def dann_annealing(p: float, alpha: float = 10.0, beta: float = 0.75) -> float:
     return 1.0 / (1.0 + alpha * min(max(p, 0.0), 1.0)) ** beta
 
 
+def linear_decay_second_half(p: float) -> float:
+    """CycleGAN's schedule (Zhu et al. 2017, Sec. 7.1): the initial rate for the first half of training, then a
+    linear decay to 0."""
+    return min(1.0, 2.0 * (1.0 - min(max(p, 0.0), 1.0)))
+
+
 LR_SCHEDULES: dict[str, ProgressSchedule] = {"constant": constant, "cosine": cosine, "dann": dann_annealing}
+LR_SCHEDULES["linear_decay_second_half"] = linear_decay_second_half
 
 
 def get_lr_schedule(name: str) -> ProgressSchedule:

@@ -144,6 +144,7 @@ RENDERERS = {
     "normals": normals_to_rgb,
     "segmentation": segmentation_to_rgb,
     "contours": contours_to_rgb,
+    "translated": image_to_rgb,  # an image translator's output (umadapt.methods.CyCADATranslator)
 }
 
 
@@ -392,4 +393,20 @@ def task_grid(
         parts.append(_side_by_side(keys))
     if "segmentation" in tasks and seen_classes:
         parts.append(class_legend(seen_classes, class_names, body.shape[1]))
+    return _stack(parts, body.shape[1])
+
+
+def image_grid(
+    columns: Mapping[str, Sequence[torch.Tensor | np.ndarray]], title: str | None = None, min_side: int = MIN_TILE
+) -> np.ndarray:
+    """Images side by side: one column per ``columns`` entry (its key the header, e.g. ``input``, ``translated``,
+    ``reconstructed``), one row per image; tiles enlarged to ``min_side`` (nearest)."""
+    names = list(columns)
+    rows = [
+        [upscale(image_to_rgb(columns[name][i]), min_side) for name in names] for i in range(len(columns[names[0]]))
+    ]
+    body = grid(rows)
+    parts = [headers(names, rows[0][0].shape[1]), body]
+    if title:
+        parts.insert(0, text_tile(title, (_text_size(title, 16)[1] + 12, body.shape[1]), BACKGROUND, size=16))
     return _stack(parts, body.shape[1])

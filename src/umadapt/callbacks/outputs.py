@@ -63,8 +63,10 @@ class ImageGridLogger(RunFolderCallback):
     """After each validation epoch, writes a grid per evaluation domain: one row per image, columns input, then
     ground truth and prediction for each task, under column headers, with one depth colour scale for the whole grid
     (a colour bar in metres), a normals colour key and a legend naming the classes drawn (names from
-    ``trainer.datamodule.class_names``). Small images are enlarged (nearest) to at least ``min_tile`` pixels. Saved
-    as ``<run>/images/val_<domain>_epoch<NNN>.png`` and sent to W&B when a ``WandbLogger`` is active.
+    ``trainer.datamodule.class_names``). Small images are enlarged (nearest) to at least ``min_tile`` pixels. A
+    module with ``image_columns(images, domain)`` (an image translator) gets those images side by side instead (input,
+    translated, reconstructed). Saved as ``<run>/images/val_<domain>_epoch<NNN>.png`` and sent to W&B when a
+    ``WandbLogger`` is active.
 
     Args:
         num_images: rows per grid (taken from the first validation batch of each domain); 0 writes no grids.
@@ -82,6 +84,7 @@ class ImageGridLogger(RunFolderCallback):
         self.every_n_epochs = every_n_epochs
         self.min_tile = min_tile
         self._samples: dict[int, tuple[list[torch.Tensor], list[dict], list[dict]]] = {}
+        self._columns: dict[int, dict[str, list[torch.Tensor]]] = {}
 
     def _due(self, trainer: pl.Trainer) -> bool:
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
@@ -98,10 +101,18 @@ class ImageGridLogger(RunFolderCallback):
     ) -> None:
         if batch_idx != 0 or not self.num_images or not self._due(trainer) or not trainer.is_global_zero:
             return
+        count = min(self.num_images, batch["image"].shape[0])
+        image_columns = getattr(pl_module, "image_columns", None)
+        if image_columns is not None:  # an image translator: its images side by side instead of task predictions
+            domains = getattr(pl_module, "eval_domains", ())
+            domain = domains[dataloader_idx] if dataloader_idx < len(domains) else str(dataloader_idx)
+            with torch.no_grad():
+                columns = image_columns(batch["image"][:count], domain)
+            self._columns[dataloader_idx] = {k: [v[i].detach().cpu() for i in range(count)] for k, v in columns.items()}
+            return
         with torch.no_grad():
             predictions = pl_module(batch["image"])
         tasks = list(getattr(pl_module, "tasks", []))
-        count = min(self.num_images, batch["image"].shape[0])
         self._samples[dataloader_idx] = (
             [batch["image"][i].detach().cpu() for i in range(count)],
             [_cpu(batch, i, tasks) for i in range(count)],
@@ -109,22 +120,29 @@ class ImageGridLogger(RunFolderCallback):
         )
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._samples:
+        if not self._samples and not self._columns:
             return
         domains = getattr(pl_module, "eval_domains", ())
         tasks = list(getattr(pl_module, "tasks", []))
+        grids = {}
         for idx, (images, truths, predictions) in sorted(self._samples.items()):
             domain = domains[idx] if idx < len(domains) else str(idx)
             title = f"val · {domain} · epoch {trainer.current_epoch}"
-            image = visualize.task_grid(
+            grids[domain] = visualize.task_grid(
                 images, tasks, truths, predictions, _class_names(trainer), title=title, min_side=self.min_tile
             )
+        for idx, columns in sorted(self._columns.items()):
+            domain = domains[idx] if idx < len(domains) else str(idx)
+            title = f"val · {domain} · epoch {trainer.current_epoch}"
+            grids[domain] = visualize.image_grid(columns, title=title, min_side=self.min_tile)
+        for domain, image in grids.items():
             if self.folder is not None:
                 _save_png(self.folder / "images" / f"val_{domain}_epoch{trainer.current_epoch:03d}.png", image)
             for logger in trainer.loggers:
                 if isinstance(logger, pl.loggers.WandbLogger):
                     logger.log_image(key=f"val/{domain}/predictions", images=[image], step=trainer.global_step)
         self._samples.clear()
+        self._columns.clear()
 
 
 class PredictionWriter(RunFolderCallback, BasePredictionWriter):

@@ -2,6 +2,7 @@
 
 from umadapt.methods.adabn import AdaBN
 from umadapt.methods.base import MultiTaskModel
+from umadapt.methods.cycada import CyCADATranslator
 from umadapt.methods.dann import DANN
 from umadapt.methods.reference import SourceOnly, TargetOracle
 from umadapt.methods.self_training import SelfTraining
@@ -13,3 +14,4 @@ __all__ += ["AdaBN", "DANN"]
 __all__ += ["UMAdapt"]
 __all__ += ["UniversalRepresentations"]
 __all__ += ["SelfTraining"]
+__all__ += ["CyCADATranslator"]

@@ -337,9 +337,14 @@ class MultiTaskModel(pl.LightningModule):
             self.log(METRIC_NAMES["lr"], self.trainer.optimizers[0].param_groups[0]["lr"])
 
     # -- evaluation ---------------------------------------------------------------------------------------------
+    def eval_forward(self, image: torch.Tensor, domain: str, stage: str) -> dict[str, torch.Tensor]:
+        """The predictions scored against ``domain``'s labels in ``stage`` (``val``/``test``): ``self(image)`` here;
+        a method that scores something else (a translator's frozen task network on translated images) says so."""
+        return self(image)
+
     def _eval_step(self, stage: str, batch: Mapping[str, torch.Tensor], dataloader_idx: int) -> None:
         domain = self.eval_domains[dataloader_idx]
-        predictions = self(batch["image"])
+        predictions = self.eval_forward(batch["image"], domain, stage)
         metrics = self.metrics[f"{stage}_{domain}"]
         batch_size = batch["image"].shape[0]
         labelled_everywhere = True

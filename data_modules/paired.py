@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from data_modules.augment import build_augmentation
 from data_modules.domain import SPLITS, Domain
 from data_modules.edges import ImageEdges, WithImageEdges
+from data_modules.translated import TranslatedDomain
 from umadapt.samples import IMAGE, to_tensor_sample
 from umadapt.tasks import TASKS
 
@@ -146,6 +147,9 @@ class PairedDataModule(pl.LightningDataModule):
             ``"target"`` loader then serves the other images, without labels. 0 (default) = no target labels.
             A subset smaller than ``batch_size`` is repeated to fill one batch.
         target_label_seed: seed of the choice of the labelled target subset.
+        source_translator: ``last.ckpt`` of a :class:`~umadapt.methods.CyCADATranslator` run: the source images are
+            served translated into the target look, with their own labels, in every split
+            (:class:`~data_modules.translated.TranslatedDomain`): CyCADA's task stage for any method.
     """
 
     eval_domains: tuple[str, str] = ("source", "target")
@@ -168,8 +172,12 @@ class PairedDataModule(pl.LightningDataModule):
         edge_options: dict[str, float] | None = None,
         target_label_fraction: float = 0.0,
         target_label_seed: int = 0,
+        source_translator: str | None = None,
     ) -> None:
         super().__init__()
+        if source_translator:
+            source = TranslatedDomain(source, source_translator)
+        self.source_translator = source_translator
         self.source = source
         self.target = target
         self.domains = {"source": source, "target": target}

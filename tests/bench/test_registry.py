@@ -46,6 +46,24 @@ def test_ablations_are_deltas_stacked_after_the_full_method():
     assert stacks["mtl/universal.yaml"] == [ROOT / "experiments/mtl/base.yaml", ROOT / "experiments/mtl/universal.yaml"]
 
 
+@pytest.mark.parametrize("name", ["digits", "synthrooms"])
+def test_cycada_rows_chain_source_only_then_the_translator_then_the_task_stage(name):
+    """The translator reads that seed's source-only network, every task stage that seed's translator; each task
+    stage is a delta stacked after the method it runs on the translated source."""
+    bench, folder = get_benchmark(name), ROOT / "experiments" / name
+    assert bench.stack("cycada_translator") == [folder / "base.yaml", folder / "cycada_translator.yaml"]
+    assert bench.checkpoints_from["cycada_translator"] == {"model.init_args.task_checkpoint": "source_only"}
+    stages = {"cycada_pixel": "source_only", "cycada": "dann"} | (
+        {"cycada_umadapt": "umadapt"} if name == "synthrooms" else {}
+    )
+    assert {m for m in bench.methods if m.startswith("cycada")} == {"cycada_translator", *stages}
+    for stage, method in stages.items():
+        assert bench.checkpoints_from[stage] == {"data.init_args.source_translator": "cycada_translator"}
+        assert bench.stack(stage) == [*bench.stack(method), folder / f"{stage}.yaml"]
+        delta = yaml.safe_load((folder / f"{stage}.yaml").read_text())
+        assert "model" not in delta, f"{stage} restates the method instead of changing the data"
+
+
 def _registry(tmp_path: Path, **changes) -> Path:
     """A one-benchmark registry in a copy of the repository layout (``<tmp>/experiments/benchmarks.yaml``)."""
     folder = tmp_path / "experiments" / "toy"

@@ -36,8 +36,20 @@ def _stack(path: Path) -> list[Path]:
 
 
 CONFIGS = sorted(path for folder in FOLDERS for path in (EXPERIMENTS / folder).glob("*.yaml"))
-RUNS = list({stack_id(_stack(path)): _stack(path) for path in CONFIGS}.values())
+CYCADA = {
+    "cycada_translator.yaml": "model.init_args.task_checkpoint",
+    "cycada.yaml": "data.init_args.source_translator",
+}
+"""CyCADA's stages, which start from a checkpoint (key): a source-only run, then a translator run."""
+RUNS = list({stack_id(_stack(path)): _stack(path) for path in CONFIGS if path.name not in CYCADA}.values())
 """One run per distinct stack: ``<folder>/source_only.yaml`` composes exactly like ``<folder>/base.yaml``."""
+CYCADA_RUNS = [_stack(path) for path in CONFIGS if path.name in CYCADA]
+SMALL_TRANSLATOR = [
+    "--model.init_args.generator={width: 4, downsamples: 2, blocks: 1}",
+    "--model.init_args.discriminator={width: 4, layers: 3}",
+]
+"""CycleGAN's generator and discriminator at 4 base channels and one residual block (the configs' 64 and 9 are sized
+for a GPU), as the encoder is shrunk."""
 
 
 def _args(stack: list[Path]) -> list[str]:
@@ -59,7 +71,7 @@ def test_every_yaml_of_the_folders_is_run():
     :func:`test_fit_test_predict`, and every file a stack names exists (a folder without ``source_only.yaml`` would
     leave its base unrunnable)."""
     on_disk = {p for folder in FOLDERS for p in (EXPERIMENTS / folder).rglob("*.yaml")}
-    run = {p for stack in RUNS for p in stack}
+    run = {p for stack in RUNS + CYCADA_RUNS for p in stack}
     assert on_disk <= run, f"never run here: {sorted(p.relative_to(EXPERIMENTS).as_posix() for p in on_disk - run)}"
     assert all(p.is_file() for p in run), sorted(str(p) for p in run if not p.is_file())
 
@@ -79,3 +91,52 @@ def test_fit_test_predict(stack, data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_ROOT", str(data_root))
     monkeypatch.chdir(tmp_path)
     fit_test_predict(_args(stack), tmp_path)
+
+
+def _one_batch_run(root: Path, stack: list[Path], *extra: str) -> Path:
+    """``last.ckpt`` of a one-batch ``fit`` of ``stack`` on the fixture data, without validation."""
+    main(
+        [
+            "fit",
+            *_args(stack),
+            *extra,
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=0",
+            f"--trainer.logger.init_args.save_dir={root}",
+        ]
+    )
+    (checkpoint,) = root.rglob("last.ckpt")
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
+def cycada_checkpoints(data_root, tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """Per folder with CyCADA configs, ``{"cycada_translator.yaml": a source-only run's last.ckpt, "cycada.yaml": a
+    translator run's (on that source-only run)}``: what each stage starts from."""
+    checkpoints: dict[str, dict[str, Path]] = {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("DATA_ROOT", str(data_root))
+        for folder in sorted({stack[0].parent for stack in CYCADA_RUNS}):
+            root = tmp_path_factory.mktemp(f"{folder.name}_cycada")
+            source_only = _one_batch_run(root / "source_only", _stack(folder / "source_only.yaml"))
+            translator = _one_batch_run(
+                root / "translator",
+                _stack(folder / "cycada_translator.yaml"),
+                *SMALL_TRANSLATOR,
+                f"--{CYCADA['cycada_translator.yaml']}={source_only}",
+            )
+            checkpoints[folder.name] = {"cycada_translator.yaml": source_only, "cycada.yaml": translator}
+    return checkpoints
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", CYCADA_RUNS, ids=stack_id)
+def test_cycada_yaml_runs_on_the_fixture_data(stack, cycada_checkpoints, data_root, tmp_path, monkeypatch):
+    """The translator from a source-only run, the task stage from a translator run: fit one batch, test, predict."""
+    monkeypatch.setenv("DATA_ROOT", str(data_root))
+    monkeypatch.chdir(tmp_path)
+    name = stack[-1].name
+    extra = SMALL_TRANSLATOR if name == "cycada_translator.yaml" else []
+    checkpoint = cycada_checkpoints[stack[0].parent.name][name]
+    fit_test_predict([*_args(stack), *extra, f"--{CYCADA[name]}={checkpoint}"], tmp_path)

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -88,7 +89,9 @@ def _port_block() -> range:
     return range(PORT_FLOOR + index * size, PORT_FLOOR + (index + 1) * size)
 
 
-_port_calls = itertools.count()
+_port_calls = itertools.count(random.SystemRandom().randrange(1 << 16))
+"""Where in its block this process starts: at random (not from the seeded ``random``), so that two test sessions
+on one machine (whose workers have the same blocks) do not go through them in step."""
 
 
 def free_port() -> int:

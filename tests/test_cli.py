@@ -5,6 +5,7 @@ problem. How arguments are read (``--run``, config order, one-line parse errors)
 from __future__ import annotations
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -189,6 +190,7 @@ def collected() -> list[str]:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
         cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},  # e.g. -v prints a tree, not node ids
         capture_output=True,
         text=True,
     )

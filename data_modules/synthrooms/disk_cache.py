@@ -1,9 +1,10 @@
 """Where and how rendered SynthRooms samples live on disk, so rendering is paid once per machine.
 
 Layout: ``<cache_dir>/synthrooms/<fingerprint>/<look>-seed<seed>-<H>x<W>/<split>/<index>.npz``, one uncompressed
-``np.savez`` file per sample holding its stored form (see ``domain._compact``). A sample is a pure function of
-``(seed, split, index, look, image shape)`` and of the generator's code, so the split's size is not part of the key
-and the generator's code is, through :func:`generator_fingerprint`. ``cache_dir`` defaults to
+``np.savez`` file per sample holding its stored form (see ``domain._compact``); samples of the rich class set live in
+``<look>-rich-seed<seed>-<H>x<W>`` instead. A sample is a pure function of ``(seed, split, index, look, image shape,
+class set)`` and of the generator's code, so the split's size is not part of the key and the generator's code is,
+through :func:`generator_fingerprint`. ``cache_dir`` defaults to
 :func:`default_cache_dir`; ``python -m data_modules.synthrooms --cache-info`` / ``--clear-cache`` inspect and clear it.
 """
 
@@ -70,7 +71,8 @@ def synthrooms_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 class SampleStore:
-    """The stored samples of one ``(look, seed, image shape)`` under ``cache_dir`` for the current generator.
+    """The stored samples of one ``(look, seed, image shape, class set)`` under ``cache_dir`` for the current
+    generator.
 
     Holds paths and plain values only, so it pickles into DataLoader workers. Reads are safe against missing,
     truncated or foreign files (they read as ``None``); writes are atomic (a temporary file in the same folder, then
@@ -85,10 +87,12 @@ class SampleStore:
         image_size: tuple[int, int],
         cache_dir: str | os.PathLike | None = None,
         fingerprint: str | None = None,
+        classes: str = "basic",
     ) -> None:
         self.shape = (int(image_size[0]), int(image_size[1]))
         self.fingerprint = fingerprint or generator_fingerprint()
-        name = f"{look}-seed{int(seed)}-{self.shape[0]}x{self.shape[1]}"
+        label = look if classes == "basic" else f"{look}-{classes}"  # basic keeps its historical folder names
+        name = f"{label}-seed{int(seed)}-{self.shape[0]}x{self.shape[1]}"
         self.folder = synthrooms_root(cache_dir) / self.fingerprint / name
         self.writable = True
 

@@ -3,6 +3,10 @@
 Sample ``index`` of ``split`` is a pure function of ``(seed, split, index)``: the scene comes from
 ``default_rng([seed, SPLIT_IDS[split], index, 0])`` and the look's own randomness from a second stream, so both looks
 of the same ``(seed, split, index)`` show the same scene, splits never overlap and every worker or rank agrees.
+
+``classes`` picks the class set: ``"basic"`` (the default; 5 classes, :data:`CLASS_NAMES`) or ``"rich"`` (11 classes,
+:data:`RICH_CLASS_NAMES`: eight object kinds, each in only some views, so image-level class tags carry information
+for weak-label adaptation, Paul et al., ECCV 2020). Basic samples are exactly those the generator always made.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from ..domain import SPLITS, Domain
 from .disk_cache import SampleStore
 from .looks import LOOKS, shade_real, shade_synthetic
 from .render import CLASS_NAMES, camera_normals, cast, contours
-from .scene import sample_scene
+from .scene import CLASS_SETS, RICH_CLASS_NAMES, sample_rich_scene, sample_scene
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 TASKS = ("depth", "normals", "segmentation", "contours")
+CLASS_NAMES_OF = {"basic": CLASS_NAMES, "rich": RICH_CLASS_NAMES}
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,10 @@ def _expand(stored: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
     }
 
 
-def _render_stored(seed: int, split: str, index: int, look: str, shape: tuple[int, int]):
+def _render_stored(seed: int, split: str, index: int, look: str, shape: tuple[int, int], classes: str = "basic"):
     height, width = shape
-    scene = sample_scene(np.random.default_rng([seed, SPLIT_IDS[split], index, 0]))
+    sampler = sample_rich_scene if classes == "rich" else sample_scene
+    scene = sampler(np.random.default_rng([seed, SPLIT_IDS[split], index, 0]))
     look_rng = np.random.default_rng([seed, SPLIT_IDS[split], index, 1 + LOOKS.index(look)])
     g = cast(scene, height, width)
     fx, fy, cx, cy = scene.camera.intrinsics(height, width)
@@ -98,26 +104,37 @@ def _render_stored(seed: int, split: str, index: int, look: str, shape: tuple[in
 
 
 def render_sample(
-    seed: int, split: str, index: int, look: str = "synthetic", image_size: int | Sequence[int] = 64
+    seed: int,
+    split: str,
+    index: int,
+    look: str = "synthetic",
+    image_size: int | Sequence[int] = 64,
+    classes: str = "basic",
 ) -> tuple[dict[str, np.ndarray], CameraInfo]:
-    """Render sample ``index`` of ``split``: the raw sample (exactly what the dataset returns) and its camera."""
+    """Render sample ``index`` of ``split``: the raw sample (exactly what the dataset returns) and its camera.
+    ``classes``: ``"basic"`` or ``"rich"`` (see the module docstring)."""
     _choice("look", look, LOOKS)
     _choice("split", split, SPLITS)
+    _choice("classes", classes, CLASS_SETS)
     _positive_int("seed", seed, minimum=0)
     _positive_int("index", index, minimum=0)
-    stored, camera = _render_stored(int(seed), split, int(index), look, image_shape(image_size))
+    stored, camera = _render_stored(int(seed), split, int(index), look, image_shape(image_size), classes)
     return _expand(stored), camera
 
 
 def measure_generation_rate(
-    look: str = "synthetic", image_size: int | Sequence[int] = 64, num_images: int = 200, seed: int = 12345
+    look: str = "synthetic",
+    image_size: int | Sequence[int] = 64,
+    num_images: int = 200,
+    seed: int = 12345,
+    classes: str = "basic",
 ) -> float:
     """Images per second rendering ``num_images`` fresh samples in this process (textures loaded beforehand)."""
     _positive_int("num_images", num_images)
-    render_sample(seed, "train", 0, look, image_size)
+    render_sample(seed, "train", 0, look, image_size, classes)
     start = time.perf_counter()
     for index in range(1, num_images + 1):
-        render_sample(seed, "train", index, look, image_size)
+        render_sample(seed, "train", index, look, image_size, classes)
     return num_images / (time.perf_counter() - start)
 
 
@@ -125,6 +142,7 @@ class SynthRoomsDataset(Dataset):
     """``size`` raw samples of one split and look; ``cache=True`` keeps rendered samples in memory (~86 KB each at
     64x64), so epochs after the first cost a copy; ``disk_cache=True`` reads and writes them under ``cache_dir``
     (see :mod:`~data_modules.synthrooms.disk_cache`), so later processes skip rendering. Lookup: memory, disk, render.
+    ``classes``: the class set, ``"basic"`` or ``"rich"``.
     """
 
     def __init__(
@@ -137,10 +155,12 @@ class SynthRoomsDataset(Dataset):
         cache: bool = True,
         disk_cache: bool = True,
         cache_dir: str | os.PathLike | None = None,
+        classes: str = "basic",
     ):
         self.seed, self.split, self.look, self.image_size, self.size = seed, split, look, image_size, size
+        self.classes = _choice("classes", classes, CLASS_SETS)
         self._cache: dict[int, tuple[np.ndarray, ...]] | None = {} if cache else None
-        self._store = SampleStore(look, seed, image_size, cache_dir) if disk_cache else None
+        self._store = SampleStore(look, seed, image_size, cache_dir, classes=classes) if disk_cache else None
 
     def __len__(self) -> int:
         return self.size
@@ -155,7 +175,7 @@ class SynthRoomsDataset(Dataset):
         if stored is None:
             stored = self._store.load(self.split, index) if self._store is not None else None
             if stored is None:
-                stored, _ = _render_stored(self.seed, self.split, index, self.look, self.image_size)
+                stored, _ = _render_stored(self.seed, self.split, index, self.look, self.image_size, self.classes)
                 if self._store is not None:
                     self._store.save(self.split, index, stored)
             if self._cache is not None:
@@ -180,6 +200,10 @@ class SynthRooms(Domain):
             read. Clear with ``python -m data_modules.synthrooms --clear-cache`` (``make clean-cache``).
         cache_dir: the disk cache's folder; ``None`` (default): ``$UMADAPT_CACHE_DIR``, else
             ``$XDG_CACHE_HOME/umadapt``, else ``~/.cache/umadapt``. Not part of the data's identity.
+        classes: the class set. ``basic`` (default): floor, wall, ceiling, furniture, object, nearly all in every
+            view. ``rich``: 11 classes (:data:`RICH_CLASS_NAMES`: floor, wall, ceiling and eight object kinds, each
+            in roughly 20-70 % of the views), so image-level class tags carry information, for weak-label
+            adaptation (Paul et al., ECCV 2020). Sets ``num_classes``, ``class_names`` and a ``-rich`` name suffix.
     """
 
     tasks = TASKS
@@ -197,8 +221,12 @@ class SynthRooms(Domain):
         cache: bool = True,
         disk_cache: bool = True,
         cache_dir: str | None = None,
+        classes: str = "basic",
     ):
         self.look = _choice("look", look, LOOKS)
+        self.classes = _choice("classes", classes, CLASS_SETS)
+        self.class_names = CLASS_NAMES_OF[self.classes]
+        self.num_classes = len(self.class_names)
         self.seed = _positive_int("seed", seed, minimum=0)
         self.image_size = image_shape(image_size)
         self.sizes = {
@@ -209,12 +237,12 @@ class SynthRooms(Domain):
         self.cache = bool(cache)
         self.disk_cache = bool(disk_cache)
         self.cache_dir = cache_dir
-        self.name = f"synthrooms-{look}"
+        self.name = f"synthrooms-{look}" + ("-rich" if self.classes == "rich" else "")
         self._datasets: dict[str, SynthRoomsDataset] = {}
 
     def describe(self) -> dict[str, Any]:
         """Data identity for run records: the generator's parameters fully determine every sample."""
-        return {
+        identity = {
             "name": self.name,
             "look": self.look,
             "seed": self.seed,
@@ -222,6 +250,9 @@ class SynthRooms(Domain):
             "sizes": dict(self.sizes),
             "tasks": list(self.tasks),
         }
+        if self.classes != "basic":  # basic runs keep the records they always had
+            identity["classes"] = self.classes
+        return identity
 
     def dataset(self, split: str) -> SynthRoomsDataset:
         """The split's dataset (one instance per split, so its cache survives repeated calls)."""
@@ -236,8 +267,24 @@ class SynthRooms(Domain):
                 self.cache,
                 self.disk_cache,
                 self.cache_dir,
+                self.classes,
             )
         return self._datasets[split]
 
     def __repr__(self) -> str:
-        return f"SynthRooms(look={self.look!r}, seed={self.seed}, image_size={self.image_size}, sizes={self.sizes})"
+        classes = f", classes={self.classes!r}" if self.classes != "basic" else ""
+        return (
+            f"SynthRooms(look={self.look!r}, seed={self.seed}, image_size={self.image_size}, sizes={self.sizes}"
+            f"{classes})"
+        )
+
+
+def class_presence(domain: SynthRooms, split: str = "train", count: int | None = None) -> dict[str, float]:
+    """Fraction of the first ``count`` images (default: the whole split) of ``domain``'s ``split`` in which each
+    class has at least one pixel, by class name: how informative image-level tags are."""
+    dataset = domain.dataset(split)
+    count = len(dataset) if count is None else min(_positive_int("count", count), len(dataset))
+    seen = np.zeros(domain.num_classes)
+    for index in range(count):
+        seen += np.bincount(dataset[index]["segmentation"].ravel(), minlength=domain.num_classes) > 0
+    return {name: float(n / count) for name, n in zip(domain.class_names, seen)}

@@ -1,7 +1,8 @@
 """The two looks of a SynthRooms view: flat-shaded "synthetic" (source) and textured, noisy "real" (target).
 
 Both take the scene, its :class:`~data_modules.synthrooms.render.GBuffer` and a generator for the look's own
-randomness, and return a float32 ``(H, W, 3)`` image in ``[0, 1]``.
+randomness, and return a float32 ``(H, W, 3)`` image in ``[0, 1]``. In rich scenes (see :mod:`.scene`) each object
+kind has its own cue: a small palette of its own in the synthetic look, preferred photographs in the real look.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 
 from .render import CEILING, FLOOR, FURNITURE, OBJECT, WALL, GBuffer, box_hits, sphere_hits
-from .scene import Scene
+from .scene import BALL, BED, CABINET, CRATE, GLOBE, PAINTING, RUG, TABLE, Scene
 from .textures import BLUR_SIGMAS, PHOTOS, SIZE, texture_bank
 
 LOOKS = ("synthetic", "real")
@@ -30,9 +31,36 @@ _PREFERRED = {
 }
 _PREFERRED_IDS = {k: np.array([PHOTOS.index(n) for n in v]) for k, v in _PREFERRED.items()}
 
+# Rich scenes: each object kind its own palette (hues apart from each other and from the room's) ...
+_SYNTH_RICH = {
+    TABLE: np.array([(0.30, 0.50, 0.28), (0.42, 0.56, 0.22)]),  # greens
+    CABINET: np.array([(0.24, 0.30, 0.62), (0.32, 0.38, 0.72)]),  # blues
+    BED: np.array([(0.72, 0.24, 0.24), (0.78, 0.40, 0.46)]),  # reds, pinks
+    CRATE: np.array([(0.82, 0.55, 0.18), (0.72, 0.48, 0.12)]),  # oranges
+    RUG: np.array([(0.50, 0.24, 0.56), (0.40, 0.20, 0.48)]),  # purples
+    PAINTING: np.array([(0.16, 0.58, 0.58), (0.12, 0.48, 0.54)]),  # teals
+    BALL: np.array([(0.92, 0.86, 0.20), (0.96, 0.76, 0.10)]),  # yellows
+    GLOBE: np.array([(0.56, 0.76, 0.96), (0.46, 0.66, 0.90)]),  # light blues
+}
+# ... and its own preferred photographs in the real look (room classes as in basic scenes).
+_PREFERRED_RICH = {
+    **{k: _PREFERRED[k] for k in (FLOOR, WALL, CEILING)},
+    TABLE: ("coffee", "camera"),
+    CABINET: ("rocket", "brick"),
+    BED: ("immunohistochemistry", "chelsea"),
+    CRATE: ("gravel", "coins"),
+    RUG: ("grass", "astronaut"),
+    PAINTING: ("astronaut", "chelsea", "coffee"),
+    BALL: ("hubble_deep_field", "coins"),
+    GLOBE: ("moon", "hubble_deep_field"),
+}
+_PREFERRED_RICH_IDS = {k: np.array([PHOTOS.index(n) for n in v]) for k, v in _PREFERRED_RICH.items()}
+
 
 def _material_classes(scene: Scene) -> np.ndarray:
-    """Class of each material: floor, walls, ceiling, then one per box and one per sphere."""
+    """Class of each material: floor, walls, ceiling, then one per box and one per sphere (rich: their kinds)."""
+    if scene.rich:
+        return np.concatenate([[FLOOR, WALL, CEILING], scene.boxes.kind, scene.spheres.kind]).astype(np.int64)
     n_box, n_sph = len(scene.boxes.yaw), len(scene.spheres.radius)
     return np.array([FLOOR, WALL, CEILING] + [FURNITURE] * n_box + [OBJECT] * n_sph)
 
@@ -47,6 +75,8 @@ def shade_synthetic(scene: Scene, g: GBuffer, rng: np.random.Generator) -> np.nd
     for cls in _material_classes(scene):
         if cls in _SYNTH_ROOM:
             base = np.array(_SYNTH_ROOM[cls])
+        elif scene.rich:
+            base = _SYNTH_RICH[cls][rng.integers(len(_SYNTH_RICH[cls]))]
         else:
             palette = _SYNTH_FURNITURE if cls == FURNITURE else _SYNTH_OBJECT
             base = palette[rng.integers(len(palette))]
@@ -63,17 +93,19 @@ def _in_shadow(scene: Scene, g: GBuffer, light: np.ndarray) -> np.ndarray:
     """Whether the segment from each hit point to ``light`` is blocked by a box or a sphere (hard shadows)."""
     origin = g.points + 1e-4 * g.normals
     d = light - origin  # t in (0, 1) spans the segment
-    t_box, _, _ = box_hits(origin, d, scene.boxes)
-    t_sph = sphere_hits(origin, d, scene.spheres)
-    return (t_box.min(axis=0) < 1.0) | (t_sph.min(axis=0) < 1.0)
+    blocked = np.zeros(len(d), dtype=bool)
+    if len(scene.boxes.yaw):  # rich scenes may have no boxes or no spheres
+        blocked |= box_hits(origin, d, scene.boxes)[0].min(axis=0) < 1.0
+    if len(scene.spheres.radius):
+        blocked |= sphere_hits(origin, d, scene.spheres).min(axis=0) < 1.0
+    return blocked
 
 
 def _albedo_real(scene: Scene, g: GBuffer, rng: np.random.Generator, fx: float) -> np.ndarray:
     classes = _material_classes(scene)
     n_mat = len(classes)
-    texture = np.array(
-        [rng.choice(_PREFERRED_IDS[c]) if rng.random() < 0.7 else rng.integers(len(PHOTOS)) for c in classes]
-    )
+    preferred = _PREFERRED_RICH_IDS if scene.rich else _PREFERRED_IDS
+    texture = np.array([rng.choice(preferred[c]) if rng.random() < 0.7 else rng.integers(len(PHOTOS)) for c in classes])
     texels_per_metre = SIZE / rng.uniform(0.6, 2.5, n_mat)
     offset = rng.uniform(0, 2 * SIZE, (n_mat, 2))
     tint = rng.uniform(0.55, 1.0, (n_mat, 3)) * rng.uniform(0.7, 1.3, (n_mat, 1))

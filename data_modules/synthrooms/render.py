@@ -4,6 +4,9 @@ Rays use unnormalized directions ``R @ ((u - cx) / fx, (v - cy) / fy, 1)``, so t
 its z-depth along the optical axis. Surface ids: ``0..5`` the room faces (``2 * axis + side``, side 0 for the plane
 at 0 and 1 for the plane at ``room[axis]``), then 6 per box (``6 + 6k + 2 * axis + side`` in the box frame), then one
 per sphere.
+
+Segmentation uses :data:`CLASS_NAMES` for basic scenes (every box "furniture", every sphere "object") and
+:data:`~.scene.RICH_CLASS_NAMES` for rich ones (each box or sphere its kind's class; see :mod:`.scene`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class GBuffer:
     normals: np.ndarray  # (N, 3) unit world normals, facing the camera
     surface: np.ndarray  # (N,) surface id (see the module docstring)
     material: np.ndarray  # (N,) 0 floor, 1 walls, 2 ceiling, 3 + k box k, 3 + K + j sphere j
-    segmentation: np.ndarray  # (N,) class index into CLASS_NAMES
+    segmentation: np.ndarray  # (N,) class index into CLASS_NAMES (basic) or RICH_CLASS_NAMES (rich)
     uv: np.ndarray  # (N, 2) in-plane surface coordinates in metres (texture mapping)
 
 
@@ -107,6 +110,7 @@ def cast(scene: Scene, height: int, width: int) -> GBuffer:
     d = camera_rays(scene, height, width)
     n_pix = len(d)
     n_box = len(scene.boxes.yaw)
+    n_sph = len(scene.spheres.radius)  # rich scenes may have no boxes or no spheres: then nothing is hit
 
     # Room (inside of an axis-aligned box): the exit distance along each axis.
     inv = _safe_inverse(d)
@@ -117,7 +121,10 @@ def cast(scene: Scene, height: int, width: int) -> GBuffer:
     depth = t_axes[pix, room_axis]
     surface = 2 * room_axis + positive[pix, room_axis]
 
-    box_t, box_axis, box_d = box_hits(o, d, scene.boxes)
+    if n_box:
+        box_t, box_axis, box_d = box_hits(o, d, scene.boxes)
+    else:
+        box_t, box_axis, box_d = np.full((1, n_pix), np.inf), np.zeros((1, n_pix), np.intp), np.ones((3, 1, n_pix))
     nearest_box = box_t.argmin(axis=0)
     t = box_t[nearest_box, pix]
     hit_box = t < depth
@@ -126,7 +133,7 @@ def cast(scene: Scene, height: int, width: int) -> GBuffer:
     box_d_axis = box_d[box_axis_n, nearest_box, pix]
     surface = np.where(hit_box, 6 + 6 * nearest_box + 2 * box_axis_n + (box_d_axis < 0), surface)
 
-    sph_t = sphere_hits(o, d, scene.spheres)
+    sph_t = sphere_hits(o, d, scene.spheres) if n_sph else np.full((1, n_pix), np.inf)
     nearest_sph = sph_t.argmin(axis=0)
     t = sph_t[nearest_sph, pix]
     hit_sph = t < depth
@@ -165,8 +172,10 @@ def cast(scene: Scene, height: int, width: int) -> GBuffer:
     normals[facing] *= -1.0  # defensive: every visible surface faces the camera
     uv = np.take_along_axis(local, _TANGENTS[axis], axis=1)
 
-    n_sph = len(scene.spheres.radius)
-    surface_class = np.concatenate([ROOM_FACE_CLASS, np.full(6 * n_box, FURNITURE), np.full(n_sph, OBJECT)])
+    if scene.rich:
+        surface_class = np.concatenate([ROOM_FACE_CLASS, np.repeat(scene.boxes.kind, 6), scene.spheres.kind])
+    else:
+        surface_class = np.concatenate([ROOM_FACE_CLASS, np.full(6 * n_box, FURNITURE), np.full(n_sph, OBJECT)])
     surface_material = np.concatenate(
         [ROOM_FACE_MATERIAL, np.repeat(3 + np.arange(n_box), 6), 3 + n_box + np.arange(n_sph)]
     )

@@ -1,6 +1,11 @@
 """Random SynthRooms scenes, each a pure function of a :class:`numpy.random.Generator`.
 
 World frame: ``x`` and ``y`` horizontal, ``z`` up; the room is the box ``[0, size]`` (floor at ``z = 0``).
+
+Two class sets: ``"basic"`` (:func:`sample_scene`: anonymous boxes and spheres, classes "furniture" and "object",
+which nearly every view shows) and ``"rich"`` (:func:`sample_rich_scene`: eight object kinds, :data:`RICH_CLASS_NAMES`,
+each present in only some rooms, so image-level class tags carry information, as weak-label adaptation needs, Paul et
+al., ECCV 2020). The rich sampler is a separate code path: basic scenes draw exactly the random numbers they always did.
 """
 
 from __future__ import annotations
@@ -9,14 +14,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CLASS_SETS = ("basic", "rich")
+RICH_CLASS_NAMES = (
+    "floor", "wall", "ceiling", "table", "cabinet", "bed", "crate", "rug", "painting", "ball", "globe",
+)  # fmt: skip
+TABLE, CABINET, BED, CRATE, RUG, PAINTING, BALL, GLOBE = range(3, 11)  # rich class ids (0-2: floor, wall, ceiling)
+BOX_KINDS = (BED, CABINET, TABLE, CRATE, PAINTING, RUG)  # in placement order: big floor pieces first
+SPHERE_KINDS = (BALL, GLOBE)
+
 
 @dataclass(frozen=True)
 class Boxes:
-    """Furniture: ``K`` boxes standing on the floor, each rotated by ``yaw`` about its vertical axis."""
+    """Furniture: ``K`` boxes, each rotated by ``yaw`` about its vertical axis (basic: all standing on the floor)."""
 
     center: np.ndarray  # (K, 3) world
     half: np.ndarray  # (K, 3) half extents in the box frame
     yaw: np.ndarray  # (K,) radians
+    kind: np.ndarray | None = None  # (K,) rich class ids (TABLE...PAINTING); None in basic scenes
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,7 @@ class Spheres:
 
     center: np.ndarray  # (J, 3)
     radius: np.ndarray  # (J,)
+    kind: np.ndarray | None = None  # (J,) rich class ids (BALL, GLOBE); None in basic scenes
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,11 @@ class Scene:
     spheres: Spheres
     lights: Lights
     camera: Camera
+
+    @property
+    def rich(self) -> bool:
+        """Whether the scene uses the rich class set (its boxes and spheres carry kinds)."""
+        return self.boxes.kind is not None
 
 
 def camera_rotation(yaw: float, pitch: float) -> np.ndarray:
@@ -150,6 +170,10 @@ def _sample_camera(rng: np.random.Generator, room: np.ndarray, boxes: Boxes, sph
         near_sphere = np.any(np.linalg.norm(spheres.center - position, axis=1) < spheres.radius + 0.4)
         if not near_sphere and not _inside_box(position, boxes, 0.7):
             break
+    return _aim_camera(rng, position, room)
+
+
+def _aim_camera(rng: np.random.Generator, position: np.ndarray, room: np.ndarray) -> Camera:
     for _attempt in range(10):  # re-aim until the view shows some room structure, not one blank wall
         # Look across the room, like a photographer: aim at the farthest of a few random points on the floor plan.
         targets = rng.uniform(0.0, 1.0, size=(4, 2)) * room[:2] - position[:2]
@@ -179,4 +203,199 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     spheres = _sample_spheres(rng, room, boxes)
     lights = _sample_lights(rng, room)
     camera = _sample_camera(rng, room, boxes, spheres)
+    return Scene(room, boxes, spheres, lights, camera)
+
+
+# Rich scenes: a separate code path, so basic scenes keep their exact random draws.
+
+RICH_FREQUENCY = {  # kind: (probability a room has it, probability of a second one), tuned for 20-70 % of views
+    BED: (0.65, 0.1),
+    CABINET: (0.65, 0.3),
+    TABLE: (0.6, 0.25),
+    CRATE: (0.7, 0.5),
+    PAINTING: (0.8, 0.6),
+    RUG: (0.75, 0.15),
+    BALL: (0.75, 0.5),
+    GLOBE: (0.7, 0.15),
+}
+_SUPPORTS = (TABLE, BED, CRATE, CABINET)  # kinds whose top can hold a ball
+
+
+def _rects_apart(c1, h1, yaw1, c2, h2, yaw2, margin: float) -> bool:
+    """Whether two oriented rectangles (centres, half extents, yaws) are more than ``margin`` apart (separating
+    axis test)."""
+    axes1 = np.array([[np.cos(yaw1), np.sin(yaw1)], [-np.sin(yaw1), np.cos(yaw1)]])
+    axes2 = np.array([[np.cos(yaw2), np.sin(yaw2)], [-np.sin(yaw2), np.cos(yaw2)]])
+    gap = np.asarray(c1[:2]) - np.asarray(c2[:2])
+    for axis in np.concatenate([axes1, axes2]):
+        reach = np.abs(axes1 @ axis) @ h1[:2] + np.abs(axes2 @ axis) @ h2[:2]
+        if abs(gap @ axis) > reach + margin:
+            return True
+    return False
+
+
+def _box_clear(center: np.ndarray, half: np.ndarray, yaw: float, placed: list, margin: float = 0.05) -> bool:
+    """Whether a box keeps ``margin`` from every placed ``(center, half, yaw, kind)`` box (apart in plan or height)."""
+    for c, h, y, _kind in placed:
+        if abs(center[2] - c[2]) > half[2] + h[2] + margin:
+            continue
+        if not _rects_apart(center, half, yaw, c, h, y, margin):
+            return False
+    return True
+
+
+def _against_wall(
+    rng: np.random.Generator, room: np.ndarray, half: np.ndarray, normal: int, gap: float
+) -> tuple[np.ndarray, float] | None:
+    """A floor-plan pose against a random wall with the box's local axis ``normal`` (0: x, 1: y) along the wall
+    normal, ``gap`` metres from the wall; ``None`` if the wall is too short."""
+    wall = int(rng.integers(4))
+    axis, along, tangent = wall // 2, 1 - wall // 2, 1 - normal
+    yaw = (np.pi / 2 if axis == 0 else 0.0) if normal == 1 else (0.0 if axis == 0 else np.pi / 2)
+    low, high = half[tangent] + 0.05, room[along] - half[tangent] - 0.05
+    if low >= high:
+        return None
+    center = np.zeros(3)
+    center[axis] = half[normal] + gap if wall % 2 == 0 else room[axis] - half[normal] - gap
+    center[along] = rng.uniform(low, high)
+    return center, yaw
+
+
+def _free_standing(
+    rng: np.random.Generator, room: np.ndarray, half: np.ndarray, yaw: float
+) -> tuple[np.ndarray, float] | None:
+    """A floor-plan pose anywhere in the room with the given yaw, 5 cm clear of the walls."""
+    c, s = abs(np.cos(yaw)), abs(np.sin(yaw))
+    extent = np.array([c * half[0] + s * half[1], s * half[0] + c * half[1]]) + 0.05
+    if np.any(2 * extent >= room[:2]):
+        return None
+    return np.array([*rng.uniform(extent, room[:2] - extent), 0.0]), yaw
+
+
+def _random_yaw(rng: np.random.Generator) -> float:
+    return float(rng.uniform(-np.pi / 2, np.pi / 2)) if rng.random() < 0.6 else 0.0
+
+
+def _rich_box_pose(rng: np.random.Generator, room: np.ndarray, kind: int):
+    """``(half, (center, yaw) or None)`` for a new box of ``kind``; standing boxes get their centre height here."""
+    if kind == TABLE:
+        half = rng.uniform([0.45, 0.3, 0.3], [0.9, 0.55, 0.45])
+        pose = _free_standing(rng, room, half, _random_yaw(rng))
+    elif kind == CABINET:  # tall and narrow, usually against a wall
+        half = rng.uniform([0.3, 0.2, 0.7], [0.6, 0.35, 1.0])
+        wall = rng.random() < 0.8
+        pose = _against_wall(rng, room, half, 1, 0.02) if wall else _free_standing(rng, room, half, _random_yaw(rng))
+    elif kind == BED:  # long and low, usually with its head (a short side) against a wall
+        half = rng.uniform([0.8, 0.45, 0.18], [1.1, 0.75, 0.3])
+        wall = rng.random() < 0.7
+        pose = _against_wall(rng, room, half, 0, 0.02) if wall else _free_standing(rng, room, half, _random_yaw(rng))
+    elif kind == CRATE:  # small, cube-ish, anywhere
+        half = np.clip(rng.uniform(0.15, 0.3) * rng.uniform(0.85, 1.15, 3), 0.15, 0.3)
+        wall = rng.random() < 0.3
+        yaw = float(rng.uniform(-np.pi / 4, np.pi / 4))
+        pose = _against_wall(rng, room, half, 1, 0.02) if wall else _free_standing(rng, room, half, yaw)
+    elif kind == RUG:  # a thin slab on the floor: its top 1-2 cm up, above the floor's plane (no z-fighting)
+        half = np.array([rng.uniform(0.6, 1.2), rng.uniform(0.5, 0.9), rng.uniform(0.005, 0.01)])
+        pose = _free_standing(rng, room, half, _random_yaw(rng))
+    else:  # PAINTING: a thin slab hung on a wall, local y along the wall normal
+        half = np.array([rng.uniform(0.15, 0.4), rng.uniform(0.01, 0.015), rng.uniform(0.125, 0.3)])
+        pose = _against_wall(rng, room, half, 1, 0.001)
+        if pose is not None:
+            pose[0][2] = min(rng.uniform(1.2, 1.9), room[2] - half[2] - 0.1)
+        return half, pose
+    if pose is not None:
+        pose[0][2] = half[2]  # standing on the floor
+    return half, pose
+
+
+def _sample_rich_boxes(rng: np.random.Generator, room: np.ndarray) -> Boxes:
+    placed: list = []
+    for kind in BOX_KINDS:
+        present, second = RICH_FREQUENCY[kind]
+        if rng.random() >= present:
+            continue
+        for _ in range(2 if rng.random() < second else 1):
+            for _attempt in range(20):  # dropped if no free spot turns up
+                half, pose = _rich_box_pose(rng, room, kind)
+                if pose is not None and _box_clear(pose[0], half, pose[1], placed):
+                    placed.append((pose[0], half, pose[1], kind))
+                    break
+    if not placed:
+        return Boxes(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, dtype=np.int64))
+    centers, halves, yaws, kinds = zip(*placed)
+    return Boxes(np.array(centers), np.array(halves), np.array(yaws, dtype=np.float64), np.array(kinds))
+
+
+def _sphere_clear(center: np.ndarray, radius: float, boxes: Boxes, skip: int | None, placed: list) -> bool:
+    """Whether a sphere keeps 2 cm from every box but ``skip`` (the one it rests on) and every placed sphere."""
+    others = np.arange(len(boxes.yaw)) != (-1 if skip is None else skip)
+    near = Boxes(boxes.center[others], boxes.half[others], boxes.yaw[others])
+    return not _inside_box(center, near, radius + 0.02) and all(
+        np.linalg.norm(center - c) > radius + r + 0.02 for c, r, _kind in placed
+    )
+
+
+def _sample_rich_spheres(rng: np.random.Generator, room: np.ndarray, boxes: Boxes) -> Spheres:
+    supports = np.flatnonzero(np.isin(boxes.kind, _SUPPORTS))
+    placed: list = []
+    for kind in SPHERE_KINDS:
+        present, second = RICH_FREQUENCY[kind]
+        if rng.random() >= present:
+            continue
+        for _ in range(2 if rng.random() < second else 1):
+            radius = rng.uniform(0.1, 0.2) if kind == BALL else rng.uniform(0.3, 0.45)
+            for _attempt in range(20):  # dropped if no free spot turns up
+                skip = None
+                if kind == BALL and len(supports) and rng.random() < 0.5:  # on top of a table, bed, crate or cabinet
+                    skip = int(supports[rng.integers(len(supports))])
+                    half, yaw = boxes.half[skip], boxes.yaw[skip]
+                    lx, ly = rng.uniform(-1, 1, size=2) * np.maximum(half[:2] - radius * 0.6, 0.0)
+                    c, s = np.cos(yaw), np.sin(yaw)
+                    xy = boxes.center[skip, :2] + np.array([c * lx - s * ly, s * lx + c * ly])
+                    center = np.array([xy[0], xy[1], boxes.center[skip, 2] + half[2] + radius])
+                    if np.any(half[:2] <= radius * 0.6) or center[2] + radius > room[2] - 0.05:
+                        continue
+                else:  # on the floor
+                    center = np.array([*rng.uniform(radius + 0.05, room[:2] - radius - 0.05), radius])
+                if _sphere_clear(center, radius, boxes, skip, placed):
+                    placed.append((center, radius, kind))
+                    break
+    if not placed:
+        return Spheres(np.zeros((0, 3)), np.zeros(0), np.zeros(0, dtype=np.int64))
+    centers, radii, kinds = zip(*placed)
+    return Spheres(np.array(centers), np.array(radii), np.array(kinds))
+
+
+def _sample_rich_camera(rng: np.random.Generator, room: np.ndarray, boxes: Boxes, spheres: Spheres) -> Camera:
+    """As :func:`_sample_camera`, relaxing the clearance in crowded rooms rather than ending up inside an object."""
+    for box_margin, sphere_margin, attempts in ((0.7, 0.4, 60), (0.4, 0.25, 60), (0.15, 0.15, 200)):
+        for _attempt in range(attempts):
+            position = np.array([*rng.uniform(0.3, room[:2] - 0.3), rng.uniform(1.0, min(2.0, room[2] - 0.3))])
+            near_sphere = np.any(np.linalg.norm(spheres.center - position, axis=1) < spheres.radius + sphere_margin)
+            if not near_sphere and not _inside_box(position, boxes, box_margin):
+                return _aim_camera(rng, position, room)
+    return _aim_camera(rng, position, room)
+
+
+def _sample_rich_lights(rng: np.random.Generator, room: np.ndarray, boxes: Boxes, spheres: Spheres) -> Lights:
+    """As :func:`_sample_lights`, redrawn while a light sits inside (or within 10 cm of) an object."""
+    for _attempt in range(20):
+        lights = _sample_lights(rng, room)
+        clear = all(
+            not _inside_box(p, boxes, 0.1) and np.all(np.linalg.norm(spheres.center - p, axis=1) > spheres.radius + 0.1)
+            for p in lights.position
+        )
+        if clear:
+            break
+    return lights
+
+
+def sample_rich_scene(rng: np.random.Generator) -> Scene:
+    """A random room with the rich class set: each object kind present with its own probability
+    (:data:`RICH_FREQUENCY`, 1-2 instances, none overlapping), 2-3 lights and a camera clear of the objects."""
+    room = rng.uniform([3.0, 3.0, 2.4], [7.0, 7.0, 3.2])
+    boxes = _sample_rich_boxes(rng, room)
+    spheres = _sample_rich_spheres(rng, room, boxes)
+    lights = _sample_rich_lights(rng, room, boxes, spheres)
+    camera = _sample_rich_camera(rng, room, boxes, spheres)
     return Scene(room, boxes, spheres, lights, camera)

@@ -46,9 +46,9 @@ def _count_renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     original = domain._render_stored
 
-    def spy(seed, split, index, look, shape):
+    def spy(seed, split, index, look, shape, *rest):
         calls.append(index)
-        return original(seed, split, index, look, shape)
+        return original(seed, split, index, look, shape, *rest)
 
     monkeypatch.setattr(domain, "_render_stored", spy)
     return calls

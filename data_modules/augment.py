@@ -27,8 +27,9 @@ Geometry rules (all presets):
   (invalid) normals stay zero;
 * padded pixels (``strong``) get depth ``0`` (invalid), segmentation :data:`~umadapt.samples.IGNORE_INDEX`,
   normals ``0`` and contours ``0``, so they never count as ground truth; the image is padded with ``0``;
-* the image stays float32 in ``[0, 1]``; depth/normals/contours stay float32, segmentation int64 (255 preserved),
-  ``label`` passes through untouched.
+* the image stays float32 in ``[0, 1]``; depth/normals/contours stay float32, segmentation and the sparse
+  ``points`` map int64 (255 preserved; a point a crop cuts away is gone), ``label`` and ``tags`` pass through
+  untouched (a crop may cut away a tagged class: image-level tags describe the whole image, as a human gave them).
 
 The output size is ``image_size`` (``(height, width)``) when given, else each sample's own size.
 
@@ -59,8 +60,9 @@ from umadapt.samples import IGNORE_INDEX, IMAGE
 __all__ = ["AUGMENTATION_PRESETS", "Augmentation", "build_augmentation"]
 
 # Target key -> number of channels in the packed mask. The order is the packing order.
-_TARGET_CHANNELS = {"depth": 1, "normals": 3, "segmentation": 1, "contours": 1}
-_PASSTHROUGH_KEYS = ("label",)
+_TARGET_CHANNELS = {"depth": 1, "normals": 3, "segmentation": 1, "contours": 1, "points": 1}
+_LABEL_MAPS = ("segmentation", "points")  # class-index maps: packed as label + 1, ignore -> 0
+_PASSTHROUGH_KEYS = ("label", "tags")
 _KNOWN_KEYS = (IMAGE, *_TARGET_CHANNELS, *_PASSTHROUGH_KEYS)
 
 
@@ -248,7 +250,7 @@ class Augmentation:
             value = np.asarray(sample[key])
             if value.shape[:2] != image.shape[:2]:
                 raise ValueError(f"{key!r} has shape {value.shape}, but the image has {image.shape}.")
-            if key == "segmentation":
+            if key in _LABEL_MAPS:
                 value = _encode_segmentation(value)
             value = value.astype(np.float32, copy=False).reshape(in_hw[0], in_hw[1], n)
             channels.append(value)
@@ -279,7 +281,7 @@ class Augmentation:
             value = mask[..., s : s + n]
             if key == "normals":
                 value = _renormalize(value)
-            elif key == "segmentation":
+            elif key in _LABEL_MAPS:
                 value = _decode_segmentation(value[..., 0])
             else:
                 value = value[..., 0].astype(np.float32)

@@ -5,8 +5,9 @@ unsupervised mode (the default) the target training dataset returns ``image`` on
 so no method can use them. ``target_labels: true`` gives the target training samples their labels (train-on-target
 oracle, semi-supervised methods). Validation and test loaders are ``[source, target]`` (in :attr:`eval_domains`
 order) and carry labels, for evaluation only. ``target_label_fraction`` labels a fixed subset of the target training
-images only, served by a third training loader ``"target_labelled"``; ``image_edges`` adds an ``edges`` map of the
-image to every sample (see :mod:`data_modules.edges`).
+images only, served by a third training loader ``"target_labelled"``; ``target_weak_labels`` serves weak labels
+(image tags or one point per class, :mod:`data_modules.weak_labels`) with the target training images instead of
+their masks; ``image_edges`` adds an ``edges`` map of the image to every sample (see :mod:`data_modules.edges`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from data_modules.augment import build_augmentation
 from data_modules.domain import SPLITS, Domain
 from data_modules.edges import ImageEdges, WithImageEdges
 from data_modules.translated import TranslatedDomain
+from data_modules.weak_labels import WEAK_LABEL_MODES, WeakLabelDataset
 from umadapt.samples import IMAGE, to_tensor_sample
 from umadapt.tasks import TASKS
 
@@ -150,6 +152,13 @@ class PairedDataModule(pl.LightningDataModule):
         source_translator: ``last.ckpt`` of a :class:`~umadapt.methods.CyCADATranslator` run: the source images are
             served translated into the target look, with their own labels, in every split
             (:class:`~data_modules.translated.TranslatedDomain`): CyCADA's task stage for any method.
+        target_weak_labels: weakly-supervised adaptation (WDA): the target training images come with ``tags``
+            (image-level class tags) or ``points`` (one labelled pixel per class present), derived from the target's
+            masks, and never with the masks themselves (:mod:`data_modules.weak_labels`). ``none`` (default): images
+            only (UDA).
+        weak_label_seed: seed of the ``points`` clicks (fixed per image across epochs, like a human's).
+        tag_min_fraction: ``tags``: a class is tagged when it covers more than this fraction of the labelled
+            pixels (0: any pixel).
     """
 
     eval_domains: tuple[str, str] = ("source", "target")
@@ -173,6 +182,9 @@ class PairedDataModule(pl.LightningDataModule):
         target_label_fraction: float = 0.0,
         target_label_seed: int = 0,
         source_translator: str | None = None,
+        target_weak_labels: str = "none",
+        weak_label_seed: int = 0,
+        tag_min_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         if source_translator:
@@ -202,6 +214,9 @@ class PairedDataModule(pl.LightningDataModule):
         self.edges = _build_edges(image_edges, edge_options)
         self.target_label_fraction = _check_fraction(target_label_fraction, target_labels)
         self.target_label_seed = int(target_label_seed)
+        self.target_weak_labels = self._check_weak_labels(target_weak_labels, tag_min_fraction)
+        self.weak_label_seed = int(weak_label_seed)
+        self.tag_min_fraction = float(tag_min_fraction)
         if tuple(source.image_size) != tuple(target.image_size):
             raise ValueError(
                 f"Source and target image sizes differ: {tuple(source.image_size)} vs {tuple(target.image_size)}; "
@@ -238,6 +253,27 @@ class PairedDataModule(pl.LightningDataModule):
             raise ValueError(f"Unknown task(s) {unknown} in data.tasks. Known tasks: {sorted(TASKS)}.")
         self._check_provided(tasks, "tasks")
         return list(tasks)
+
+    def _check_weak_labels(self, mode: str, tag_min_fraction: float) -> str:
+        if mode not in WEAK_LABEL_MODES:
+            raise ValueError(f"data.target_weak_labels must be one of {list(WEAK_LABEL_MODES)}, got {mode!r}.")
+        if not 0.0 <= float(tag_min_fraction) < 1.0:
+            raise ValueError(f"data.tag_min_fraction must be in [0, 1), got {tag_min_fraction}.")
+        if mode == "none":
+            return mode
+        if self.target_labels or self.target_label_fraction > 0:
+            raise ValueError(
+                f"data.target_weak_labels={mode} serves weak labels instead of the target masks, but "
+                "target_labels/target_label_fraction ask for the masks: set one of them."
+            )
+        target = self.domains["target"]
+        if "segmentation" not in target.tasks or not target.num_classes:
+            raise ValueError(
+                f"data.target_weak_labels={mode} derives the {mode} from the target's segmentation masks, but the "
+                f"target domain {target.name!r} provides {list(target.tasks)}; use a target with segmentation "
+                "labels or target_weak_labels: none."
+            )
+        return mode
 
     def _check_provided(self, keys: Sequence[str], what: str) -> None:
         for role, domain in self.domains.items():
@@ -285,9 +321,26 @@ class PairedDataModule(pl.LightningDataModule):
             self._datasets[key] = SampleDataset(_IndexSubset(base, indices), keys, self._sample_transform(True))
         return self._datasets[key]
 
+    def _weak_target(self) -> Dataset:
+        key = ("target", "train", self.target_weak_labels)
+        if key not in self._datasets:
+            target = self.domains["target"]
+            weak = WeakLabelDataset(
+                target.dataset("train"),
+                self.target_weak_labels,
+                int(target.num_classes),  # type: ignore[arg-type]
+                self.weak_label_seed,
+                self.tag_min_fraction,
+            )
+            keys = [IMAGE, self.target_weak_labels]
+            self._datasets[key] = SampleDataset(weak, keys, self._sample_transform(True))
+        return self._datasets[key]
+
     def train_dataset(self, role: str) -> Dataset:
         if self.target_label_fraction > 0 and role in ("target", "target_labelled"):
             return self._target_subset(labelled=role == "target_labelled")
+        if role == "target" and self.target_weak_labels != "none":
+            return self._weak_target()
         labelled = role == "source" or self.target_labels
         return self._dataset(role, "train", labelled, train=True)
 
@@ -355,5 +408,6 @@ class PairedDataModule(pl.LightningDataModule):
             "tasks": list(self.tasks),
             "target_labels": self.target_labels,
             "target_label_fraction": self.target_label_fraction,
+            "target_weak_labels": self.target_weak_labels,
             "image_size": list(self.image_size),
         }

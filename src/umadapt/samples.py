@@ -13,6 +13,10 @@ key                raw sample (NumPy)         batch (torch)
 ``edges``          float32 ``[H, W]``, 0-1     float32 ``[B, 1, H, W]``; a classical edge map of the *image*
                                               (``data_modules.edges``), not a label: unlabelled samples may hold it
 ``label``          int                         int64 ``[B]``
+``tags``           float32 ``[C]``, 0/1        float32 ``[B, C]``; image-level class tags (multi-hot): which
+                                              classes the image shows, the weak label of WDA
+``points``         int64 ``[H, W]``            int64 ``[B, H, W]``; a sparse segmentation: one labelled pixel
+                                              per class present, :data:`IGNORE_INDEX` everywhere else
 =================  =========================  ============================================================
 
 Normals are expressed in the **camera frame**: ``x`` points right in the image, ``y`` points down, ``z`` points
@@ -20,7 +24,8 @@ forward (away from the camera, the OpenCV convention). Visible surfaces therefor
 flip of the image negates ``n_x``; a vertical flip negates ``n_y``.
 
 A training batch is ``{"source": {...}, "target": {...}}``; in unsupervised mode the target part holds ``image``
-only (the dataset never returns the labels).
+only (the dataset never returns the labels). With weak target supervision (``data.target_weak_labels``) it holds
+``image`` and ``tags`` or ``points``, never the dense masks.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ IGNORE_INDEX = 255
 IMAGE = "image"
 LABEL_KEYS = ("depth", "normals", "segmentation", "contours", "label")
 """Keys that carry supervision; an unlabelled sample holds none of them."""
+WEAK_LABEL_KEYS = ("tags", "points")
+"""Keys of weak supervision (image-level tags, point clicks): what a weakly labelled target sample adds."""
 
 
 def to_tensor_sample(sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -46,13 +53,15 @@ def to_tensor_sample(sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
             out[key] = torch.from_numpy(array)
         elif key in ("depth", "contours", "edges"):
             out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.float32))[None])
-        elif key == "segmentation":
+        elif key in ("segmentation", "points"):
             out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.int64)))
+        elif key == "tags":
+            out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.float32)))
         elif key == "label":
             out[key] = torch.as_tensor(int(value), dtype=torch.int64)
         else:
             raise KeyError(
-                f"Unknown sample key {key!r}. Known keys: {[IMAGE, *LABEL_KEYS, 'edges']} "
+                f"Unknown sample key {key!r}. Known keys: {[IMAGE, *LABEL_KEYS, *WEAK_LABEL_KEYS, 'edges']} "
                 "(see umadapt.samples for the conventions)."
             )
     return out

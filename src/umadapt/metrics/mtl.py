@@ -30,6 +30,8 @@ def is_lower_better(name: str) -> bool:
     name raises ``KeyError`` rather than silently guessing a direction.
     """
     key = name.rsplit("/", 1)[-1]
+    if key.startswith("iou_"):  # a class's IoU (SegmentationMetrics with class_names)
+        return False
     if key in LOWER_IS_BETTER:
         return True
     if key in HIGHER_IS_BETTER:

@@ -62,17 +62,31 @@ class SegmentationMetrics(Metric):
     * ``mean_acc``: mean per-class recall over the classes present in the target.
 
     All three are fractions in ``[0, 1]`` and ``NaN`` when no valid pixel has been seen (no exception).
-    :meth:`per_class_iou` gives the ``[num_classes]`` IoU vector (``NaN`` for union-0 classes).
+    :meth:`per_class_iou` gives the ``[num_classes]`` IoU vector (``NaN`` for union-0 classes). With ``class_names``
+    (``model.metric_options: {segmentation: {class_names: [...]}}``), ``compute()`` also returns ``iou_<name>`` for
+    every class with union > 0, so per-class IoUs reach the logs and the benchmark tables.
     """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, num_classes: int, ignore_index: int | None = IGNORE_INDEX, **kwargs) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int | None = IGNORE_INDEX,
+        class_names: list[str] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but the model has num_classes={num_classes}; "
+                "give one name per class."
+            )
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
         if ignore_index is not None and 0 <= ignore_index < num_classes:
             raise ValueError(f"ignore_index={ignore_index} collides with a class id in [0, {num_classes}).")
         self.num_classes = num_classes
@@ -129,7 +143,11 @@ class SegmentationMetrics(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         scores = confusion_matrix_scores(self.confmat)
-        return {key: scores[key].to(torch.float32) for key in SEGMENTATION_KEYS}
+        out = {key: scores[key].to(torch.float32) for key in SEGMENTATION_KEYS}
+        if self.class_names is not None:
+            iou = per_class_iou(self.confmat).to(torch.float32)
+            out.update({f"iou_{n}": iou[i] for i, n in enumerate(self.class_names) if not torch.isnan(iou[i])})
+        return out
 
     def per_class_iou(self) -> Tensor:
         """IoU per class, ``[num_classes]`` float32, ``NaN`` where the union is 0; synced across processes like

@@ -1,6 +1,7 @@
 """Plain ``nn.Module`` building blocks (encoders and task heads), injectable from YAML through ``class_path``."""
 
 from umadapt.nn.adversaries import (
+    ClassWiseDiscriminator,
     DomainAdversary,
     FeatureDiscriminator,
     MultiScaleDiscriminator,
@@ -24,6 +25,7 @@ __all__ += [
     "GradientReversal",
     "MLPClassificationHead",
     "MultiScaleDiscriminator",
+    "ClassWiseDiscriminator",
     "OutputDiscriminator",
     "SpatialDiscriminator",
     "domain_adversarial_loss",

@@ -12,6 +12,8 @@ adversary                   ``level``     sees                                  
                                           discriminator each, logits on the coarsest grid
 :class:`OutputDiscriminator`  outputs     the task predictions (class probabilities,         ``[B, 1, h', w']`` or
                                           depth, normals), concatenated on channels          ``[B, 1]``
+:class:`ClassWiseDiscriminator` class     one feature vector per class (attention-pooled),  ``[B, C]``
+                                features  one small MLP per class
 ==========================  ============  ===============================================  ======================
 
 Every adversary takes ``in_channels: list[int]`` first, so a method builds it through a factory
@@ -34,6 +36,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "ADVERSARY_LEVELS",
+    "ClassWiseDiscriminator",
     "DomainAdversary",
     "FeatureDiscriminator",
     "MultiScaleDiscriminator",
@@ -244,6 +247,49 @@ class OutputDiscriminator(DomainAdversary):
         size = predictions[0].shape[-2:]
         maps = [p if p.shape[-2:] == size else F.interpolate(p, size=size, mode="bilinear") for p in predictions]
         return self.classifier(torch.cat(maps, dim=1))
+
+
+class ClassWiseDiscriminator(nn.Module):
+    """One domain classifier per class on class feature vectors (the category-wise alignment of Paul et al., "Domain
+    Adaptive Semantic Segmentation Using Weak Labels", ECCV 2020): class ``c``'s MLP sees only class ``c``'s
+    feature, so a class's logits (and gradients) involve no other class's discriminator.
+
+    The MLPs (Linear-ReLU per hidden layer, then one logit; the authors use two hidden layers as wide as the
+    features) run batched over classes with stacked weights.
+
+    Args:
+        num_features: length of each class's feature vector.
+        num_classes: number of classes (one MLP each).
+        hidden: hidden widths; default two layers of ``num_features``.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, hidden: int | list[int] | None = None) -> None:
+        super().__init__()
+        if num_features < 1 or num_classes < 1:
+            raise ValueError(f"ClassWiseDiscriminator: need positive sizes, got {num_features}, {num_classes}.")
+        widths = [num_features, *_hidden_list([num_features] * 2 if hidden is None else hidden), 1]
+        self.num_classes = int(num_classes)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            layer = [nn.Linear(fan_in, fan_out) for _ in range(num_classes)]  # PyTorch's default initialisation
+            self.weights.append(nn.Parameter(torch.stack([m.weight.detach().t() for m in layer])))
+            self.biases.append(nn.Parameter(torch.stack([m.bias.detach() for m in layer])))
+
+    def forward(self, class_features: Tensor) -> Tensor:
+        """Domain logits ``[B, C]`` from class features ``[B, C, F]``."""
+        if class_features.ndim != 3 or class_features.shape[1] != self.num_classes:
+            raise ValueError(
+                f"ClassWiseDiscriminator expects class features [B, {self.num_classes}, F], got "
+                f"{tuple(class_features.shape)}."
+            )
+        x = class_features
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.einsum("bcf,cfh->bch", x, weight) + bias
+            if i < last:
+                x = F.relu(x)
+        return x.squeeze(-1)
 
 
 def domain_adversarial_loss(source_logits: Tensor, target_logits: Tensor) -> tuple[Tensor, Tensor]:

@@ -86,8 +86,10 @@ class DenseDecoder(nn.Module):
         nn.init.normal_(last.weight, std=0.01)
         nn.init.zeros_(last.bias)
 
-    def forward(self, features: Sequence[Tensor], size: Sequence[int] | None = None) -> Tensor:
-        """Decode ``features`` (finest first) into raw ``[B, out_channels, *size]`` outputs."""
+    def forward_features(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """The decoder's last features ``[B, hidden, h, w]`` (the input of the final 1x1 classifier) and its raw
+        outputs ``[B, out_channels, h, w]`` at the finest feature's resolution, before upsampling; e.g. for
+        attention pooling of features by class (weak-label adaptation, Paul et al. 2020)."""
         if len(features) != len(self.lateral):
             raise ValueError(f"DenseDecoder expects {len(self.lateral)} features, got {len(features)}.")
         x = self.lateral[-1](features[-1])
@@ -95,7 +97,16 @@ class DenseDecoder(nn.Module):
             lateral = self.lateral[i](features[i])
             x = F.interpolate(x, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             x = self.merge[i](x + lateral)
-        x = self.head(x)
+        hidden = self.head[0](x)
+        return hidden, self.head[1](hidden)
+
+    def forward(self, features: Sequence[Tensor], size: Sequence[int] | None = None) -> Tensor:
+        """Decode ``features`` (finest first) into raw ``[B, out_channels, *size]`` outputs."""
+        return self.upsample(self.forward_features(features)[1], features, size)
+
+    def upsample(self, x: Tensor, features: Sequence[Tensor], size: Sequence[int] | None = None) -> Tensor:
+        """Raw outputs ``x`` at the decoder's resolution, bilinearly upsampled to ``size`` (default: the finest
+        feature's size times ``reductions[0]``)."""
         if size is None:
             if self.reductions is None:
                 raise ValueError("DenseDecoder.forward needs `size` when the decoder was built without `reductions`.")

@@ -1,0 +1,236 @@
+"""Weak-label adaptation (:mod:`umadapt.methods.weak_label`) and its base, the output-space adversary of AdaptSegNet
+(:mod:`umadapt.methods.adaptsegnet`): the paper's pooling and labels against direct formulas, the category-wise
+adversary's masking, each player's gradient its own, the fine-tuning start, points and tags in training, and bad
+input named."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data_modules import PairedDataModule
+from tests.helpers import ToyDomain, tiny_model, tiny_trainer
+from umadapt.errors import ConfigError
+from umadapt.methods import OutputSpaceAdaptation, WeakLabelAdaptation
+from umadapt.methods.weak_label import (
+    class_attention,
+    class_attention_pool,
+    present_classes,
+    pseudo_weak_labels,
+    smooth_max_pool,
+)
+from umadapt.nn import ClassWiseDiscriminator, DenseDecoder
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SIZE = 16
+
+
+# -- the paper's terms ----------------------------------------------------------------------------------------------
+def test_smooth_max_pooling_is_the_log_mean_exp_between_the_mean_and_the_max():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 5, 6) * 3
+    got = smooth_max_pool(logits).numpy()
+    flat = logits.flatten(2).double().numpy()
+    want = np.log(np.exp(flat).sum(axis=2) / flat.shape[2])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.all(got >= flat.mean(axis=2) - 1e-5) and np.all(got <= flat.max(axis=2) + 1e-5)
+
+
+def test_pseudo_weak_labels_follow_the_threshold():
+    scores = torch.tensor([[-3.0, -1.0, 0.0, 2.0]])  # sigmoid: 0.047, 0.269, 0.5, 0.881
+    logits = scores[:, :, None, None].expand(1, 4, 3, 3)  # a constant map pools to its value
+    assert pseudo_weak_labels(logits, 0.2).tolist() == [[0.0, 1.0, 1.0, 1.0]]
+    assert pseudo_weak_labels(logits, 0.6).tolist() == [[0.0, 0.0, 0.0, 1.0]]
+    assert not pseudo_weak_labels(logits.requires_grad_(), 0.2).requires_grad
+
+
+def test_attention_weights_sum_to_one_per_class_and_pool_the_features():
+    torch.manual_seed(1)
+    logits, features = torch.randn(2, 3, 4, 5), torch.randn(2, 7, 4, 5)
+    weights = class_attention(logits)
+    torch.testing.assert_close(weights.sum(dim=2), torch.ones(2, 3))
+    pooled = class_attention_pool(logits, features)
+    assert pooled.shape == (2, 3, 7)
+    b, c = 1, 2
+    want = (weights[b, c][None] * features[b].flatten(1)).sum(dim=1)
+    torch.testing.assert_close(pooled[b, c], want)
+
+
+def test_present_classes_count_labelled_pixels_above_the_fraction():
+    seg = torch.full((1, 4, 5), 255)
+    seg[0, 0, :] = 0  # 5 pixels
+    seg[0, 1, :2] = 2  # 2 pixels
+    assert present_classes(seg, 4).tolist() == [[1.0, 0.0, 1.0, 0.0]]
+    assert present_classes(seg, 4, min_fraction=0.3).tolist() == [[1.0, 0.0, 0.0, 0.0]]  # 2/7 < 0.3 < 5/7
+
+
+def test_the_class_adversary_gets_no_gradient_for_an_absent_class():
+    from umadapt.methods.weak_label import _masked_bce
+
+    torch.manual_seed(2)
+    discriminator = ClassWiseDiscriminator(6, 4, hidden=[5])
+    features = torch.randn(3, 4, 6)
+    present = torch.tensor([[1.0, 0, 1, 0], [0, 0, 1, 0], [1, 0, 0, 0]])  # class 1 and 3 absent everywhere
+    _masked_bce(discriminator(features), 1.0, present).backward()
+    for weight in discriminator.weights:
+        assert weight.grad[[1, 3]].abs().sum() == 0 and weight.grad[[0, 2]].abs().sum() > 0
+    features.requires_grad_()
+    _masked_bce(discriminator(features), 0.0, present).backward()
+    assert features.grad[:, 1].abs().sum() == 0 and features.grad[1, 0].abs().sum() == 0
+
+
+def test_the_dense_decoder_features_feed_its_own_output():
+    torch.manual_seed(3)
+    decoder = DenseDecoder([4, 8], 3, hidden=6).eval()
+    features = [torch.randn(2, 4, 8, 8), torch.randn(2, 8, 4, 4)]
+    hidden, low = decoder.forward_features(features)
+    assert hidden.shape == (2, 6, 8, 8) and low.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(decoder(features, (16, 16)), F.interpolate(low, (16, 16), mode="bilinear"))
+
+
+# -- training -------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def domains() -> tuple[ToyDomain, ToyDomain]:
+    return ToyDomain(seed=0, image_size=SIZE), ToyDomain(seed=1, image_size=SIZE, shift=0.3)
+
+
+def _data(domains, **kwargs) -> PairedDataModule:
+    return PairedDataModule(*domains, batch_size=4, tasks=["segmentation"], **{"augmentation": "none", **kwargs})
+
+
+def _weak(cls: type = WeakLabelAdaptation, **kwargs):
+    options = {"dense_head": lambda c, o: DenseDecoder(c, o, hidden=8)}
+    return tiny_model(cls, tasks=["segmentation"], width=4, image_size=(SIZE, SIZE), **{**options, **kwargs})
+
+
+@pytest.mark.parametrize("mode", ["pseudo", "tags", "points"])
+def test_one_backward_pass_trains_each_player_with_its_own_terms_only(mode, domains, tmp_path):
+    """The network's gradient is that of its own objective (source loss + weighted network terms through frozen
+    discriminators), the discriminators' that of their losses alone (detached inputs)."""
+    expected, recorded = {}, {}
+
+    class Checking(WeakLabelAdaptation):
+        def adaptation_terms(self, source, target, predictions, extras, n_source):
+            terms, discriminator_loss = super().adaptation_terms(source, target, predictions, extras, n_source)
+            network = self.task_losses({"segmentation": predictions["segmentation"][:n_source]}, source)
+            network = network["segmentation"] + sum(w * t for w, t in terms.values() if w > 0)
+            discriminators = [p for m in self.discriminator_modules() for p in m.parameters()]
+            expected["network"] = torch.autograd.grad(network, self.network_parameters(), retain_graph=True)
+            expected["discriminators"] = torch.autograd.grad(discriminator_loss, discriminators, retain_graph=True)
+            return terms, discriminator_loss
+
+        def on_before_optimizer_step(self, optimizer):
+            params = optimizer.param_groups[0]["params"]
+            player = "network" if params[0] is self.network_parameters()[0] else "discriminators"
+            recorded[player] = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+            super().on_before_optimizer_step(optimizer)
+
+    model = _weak(Checking, weak_labels=mode, weak_weight=0.5, class_alignment_weight=0.5, adversarial_weight=0.5)
+    data = _data(domains, target_weak_labels={"pseudo": "none"}.get(mode, mode))
+    tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, datamodule=data)
+    assert recorded.keys() == expected.keys() == {"network", "discriminators"}
+    for player in expected:
+        for got, want in zip(recorded[player], expected[player]):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_without_adaptation_weights_the_network_trains_as_source_only(domains, tmp_path):
+    """``adversarial_weight: 0`` (the control) steps the network exactly like source-only on the same batches, the
+    target images passing through BatchNorm with the source ones (as DANN's mixed batches)."""
+    torch.manual_seed(4)
+    model = _weak(OutputSpaceAdaptation, adversarial_weight=0.0, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    reference = _weak(OutputSpaceAdaptation, adversarial_weight=0.0, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    reference.load_state_dict(model.state_dict())
+    data = _data(domains)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))[0]
+    tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(model, datamodule=data)
+    reference.train()
+    images = torch.cat([batch["source"]["image"], batch["target"]["image"]])
+    loss = reference.task_losses({"segmentation": reference(images)["segmentation"][:4]}, batch["source"])
+    loss["segmentation"].backward()
+    with torch.no_grad():
+        for p in reference.network_parameters():
+            p -= 0.1 * p.grad
+    for got, want in zip(model.network_parameters(), reference.network_parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_init_checkpoint_starts_from_the_source_trained_network(domains, tmp_path):
+    torch.manual_seed(5)
+    source_only = _weak(None)
+    path = tmp_path / "source_only.ckpt"
+    torch.save({"state_dict": source_only.state_dict(), "umadapt": source_only.identity()}, path)
+    model = _weak(init_checkpoint=str(path))
+    assert any(not torch.equal(a, b) for a, b in zip(model.encoder.parameters(), source_only.encoder.parameters()))
+    model.setup("fit")
+    for name, value in source_only.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value, msg=name)
+
+
+def test_points_with_no_labelled_pixel_are_counted_not_a_crash(domains, tmp_path):
+    class Unlabelled(ToyDomain):  # every target mask is ignore: no point can be clicked
+        def dataset(self, split):
+            base = super().dataset(split)
+
+            class Blank(torch.utils.data.Dataset):
+                def __len__(self):
+                    return len(base)
+
+                def __getitem__(self, index):
+                    return {**base[index], "segmentation": np.full((SIZE, SIZE), 255, np.int64)}
+
+            return Blank()
+
+    logged = {}
+
+    class Recording(WeakLabelAdaptation):
+        def log(self, name, value, *args, **kwargs):
+            logged.setdefault(name, []).append(float(value))
+            super().log(name, value, *args, **kwargs)
+
+    data = _data((domains[0], Unlabelled(seed=1, image_size=SIZE)), target_weak_labels="points")
+    model = _weak(Recording, weak_labels="points")
+    # two batches: each batch steps two players, and max_steps counts optimizer steps
+    tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0, log_every_n_steps=1).fit(model, datamodule=data)
+    assert logged["train/weak/images_without_points"] == [4.0, 4.0]
+    assert logged["train/points/loss"] == [0.0, 0.0] and all(math.isfinite(v) for v in logged["train/loss"])
+
+
+# -- bad input ------------------------------------------------------------------------------------------------------
+def test_tags_of_another_class_count_are_named(domains):
+    model = _weak(weak_labels="tags")
+    with pytest.raises(ConfigError, match="tags have 5 classes but the model has num_classes=2"):
+        model.target_weak_labels({"tags": torch.zeros(2, 5)}, torch.zeros(2, 2, 4, 4))
+
+
+def test_weak_labels_the_data_does_not_serve_are_named(domains, tmp_path):
+    with pytest.raises(ConfigError, match="weak_labels=tags needs data.init_args.target_weak_labels=tags.*'none'"):
+        tiny_trainer(tmp_path, max_steps=1).fit(_weak(weak_labels="tags"), datamodule=_data(domains))
+
+
+def test_impossible_settings_are_refused():
+    with pytest.raises(ConfigError, match="weak_labels must be one of"):
+        _weak(weak_labels="clicks")
+    with pytest.raises(ConfigError, match="adapts the segmentation task"):
+        tiny_model(WeakLabelAdaptation, tasks=["depth"], width=4, image_size=(SIZE, SIZE))
+    with pytest.raises(ConfigError, match="does not expose them"):
+        _weak(dense_head=lambda c, o: torch.nn.Identity())
+    with pytest.raises(ConfigError, match="adversarial_weight must be >= 0"):
+        _weak(adversarial_weight=-1.0)
+    with pytest.raises(ConfigError, match="lr_multipliers is not supported"):
+        _weak(lr_multipliers={"encoder": 2.0})
+
+
+def test_a_checkpoint_of_other_tasks_is_refused_as_init(tmp_path):
+    other = tiny_model(tasks=["depth"], width=4, image_size=(SIZE, SIZE))
+    path = tmp_path / "depth.ckpt"
+    torch.save({"state_dict": other.state_dict(), "umadapt": other.identity()}, path)
+    model = _weak(init_checkpoint=str(path))
+    with pytest.raises(ConfigError, match="init_checkpoint .* predicts tasks \\['depth'\\]"):
+        model.setup("fit")

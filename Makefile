@@ -60,6 +60,11 @@ bench-digits: $(STAMP) ## Digits -> Digits-M: source-only, DANN, oracle x 3 seed
 	$(BENCH) run digits --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \
 		--out $(OUT_DIR)/digits.md --runs-dir $(RUNS_DIR)/digits
 
+.PHONY: bench-weak
+bench-weak: $(STAMP) ## Weak-label adaptation on SynthRooms' rich classes: 8 rows x 3 seeds (~45 min) -> results/synthrooms_weak.md
+	$(BENCH) run synthrooms_weak --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \
+		--out $(OUT_DIR)/synthrooms_weak.md --runs-dir $(RUNS_DIR)/synthrooms_weak
+
 .PHONY: bench-speed
 bench-speed: $(STAMP) ## Lightning vs bare PyTorch step time, data pipeline throughput, peak memory -> results/speed.md
 	$(BENCH) speed $(BENCH_ARGS) --out $(OUT_DIR)/speed.md

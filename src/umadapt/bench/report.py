@@ -267,6 +267,22 @@ def synthrooms_generation_rate() -> list[str]:
     return lines
 
 
+def synthrooms_weak_class_presence(count: int = 500) -> list[str]:
+    """Cost-section lines of the weak-label benchmark: how often each rich SynthRooms class appears (at least one
+    pixel) in the first ``count`` training images of the source and target domains of its base config (what image
+    tags can tell; read from the disk cache the runs filled)."""
+    from data_modules.synthrooms import SynthRooms, class_presence
+
+    looks = {"source (synthetic, seed 0)": SynthRooms("synthetic", classes="rich", seed=0, train_size=count),
+             "target (real, seed 1)": SynthRooms("real", classes="rich", seed=1, train_size=count)}  # fmt: skip
+    presence = {name: class_presence(domain, "train", count) for name, domain in looks.items()}
+    names = list(next(iter(presence.values())))
+    lines = ["", f"Class presence (share of the first {count} training images showing the class):", ""]
+    lines += ["| domain | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for domain, shares in presence.items():
+        lines.append(f"| {domain} | " + " | ".join(f"{100 * shares[n]:.0f} %" for n in names) + " |")
+    return lines
+
 # -- the chart --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Panel:

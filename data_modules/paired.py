@@ -153,9 +153,9 @@ class PairedDataModule(pl.LightningDataModule):
             served translated into the target look, with their own labels, in every split
             (:class:`~data_modules.translated.TranslatedDomain`): CyCADA's task stage for any method.
         target_weak_labels: weakly-supervised adaptation (WDA): the target training images come with ``tags``
-            (image-level class tags) or ``points`` (one labelled pixel per class present), derived from the target's
-            masks, and never with the masks themselves (:mod:`data_modules.weak_labels`). ``none`` (default): images
-            only (UDA).
+            (image-level class tags) or ``points`` (one labelled pixel per class present, with the tags), derived
+            from the target's masks, and never with the masks themselves (:mod:`data_modules.weak_labels`).
+            ``none`` (default): images only (UDA).
         weak_label_seed: seed of the ``points`` clicks (fixed per image across epochs, like a human's).
         tag_min_fraction: ``tags``: a class is tagged when it covers more than this fraction of the labelled
             pixels (0: any pixel).
@@ -332,7 +332,7 @@ class PairedDataModule(pl.LightningDataModule):
                 self.weak_label_seed,
                 self.tag_min_fraction,
             )
-            keys = [IMAGE, self.target_weak_labels]
+            keys = [IMAGE, "tags"] if self.target_weak_labels == "tags" else [IMAGE, "points", "tags"]
             self._datasets[key] = SampleDataset(weak, keys, self._sample_transform(True))
         return self._datasets[key]
 

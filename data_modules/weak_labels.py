@@ -3,7 +3,8 @@ Segmentation Using Weak Labels", ECCV 2020): what a human gives each target trai
 
 * ``tags``: the image-level class tags, multi-hot ``[C]`` float32: the classes the image shows;
 * ``points``: one clicked pixel per class present, a sparse ``[H, W]`` int64 map that is
-  :data:`~umadapt.samples.IGNORE_INDEX` everywhere but those pixels.
+  :data:`~umadapt.samples.IGNORE_INDEX` everywhere but those pixels, served with the image's ``tags`` (clicking one
+  point per class tags the image too; a crop may cut a click away, never the tag).
 
 Both are derived here from the domain's dense ground truth, once per image (a point is a pure function of
 ``(seed, index)``, like a click made once), and :class:`WeakLabelDataset` serves them **instead of** the mask: a
@@ -51,7 +52,7 @@ def sample_points(segmentation: np.ndarray, num_classes: int, rng: np.random.Gen
 
 class WeakLabelDataset(Dataset):
     """The raw samples of a labelled split with the mask replaced by weak labels: ``{image, tags}`` or
-    ``{image, points}``.
+    ``{image, points, tags}``.
 
     Args:
         base: raw samples holding ``image`` and ``segmentation``.
@@ -76,7 +77,8 @@ class WeakLabelDataset(Dataset):
         if self.mode == "tags":
             return {IMAGE: raw[IMAGE], "tags": image_tags(mask, self.num_classes, self.min_fraction)}
         rng = np.random.default_rng([self.seed % 2**32, int(index)])
-        return {IMAGE: raw[IMAGE], "points": sample_points(mask, self.num_classes, rng)}
+        points = sample_points(mask, self.num_classes, rng)
+        return {IMAGE: raw[IMAGE], "points": points, "tags": image_tags(mask, self.num_classes)}
 
     def __repr__(self) -> str:
         return f"WeakLabelDataset({self.base!r}, mode={self.mode!r})"

@@ -49,7 +49,8 @@ def test_the_weak_dataset_serves_image_and_weak_labels_only():
     domain = ToyDomain(seed=1, image_size=16)
     base = domain.dataset("train")
     points = WeakLabelDataset(base, "points", 2, seed=3)
-    assert set(points[0]) == {"image", "points"} and set(WeakLabelDataset(base, "tags", 2)[0]) == {"image", "tags"}
+    assert set(points[0]) == {"image", "points", "tags"}
+    assert set(WeakLabelDataset(base, "tags", 2)[0]) == {"image", "tags"}
     assert np.array_equal(points[1]["points"], WeakLabelDataset(base, "points", 2, seed=3)[1]["points"])
     assert not np.array_equal(points[1]["points"], WeakLabelDataset(base, "points", 2, seed=4)[1]["points"])
     with pytest.raises(ValueError, match="mode must be one of \\['tags', 'points'\\]"):
@@ -60,8 +61,9 @@ def test_the_weak_dataset_serves_image_and_weak_labels_only():
 def test_a_wda_target_batch_holds_no_dense_mask(mode):
     dm = PairedDataModule(ToyDomain(0, 16), ToyDomain(1, 16), batch_size=4, target_weak_labels=mode)
     target = next(iter(dm.train_dataloader()))[0]["target"]
-    assert set(target) == {"image", mode}
-    assert set(dm.train_dataset("target")[0]) == {"image", mode}  # the dataset itself, not only the batch
+    served = {"image", "tags"} if mode == "tags" else {"image", "points", "tags"}  # clicking a point tags the image
+    assert set(target) == served
+    assert set(dm.train_dataset("target")[0]) == served  # the dataset itself, not only the batch
     if mode == "tags":
         assert target["tags"].shape == (4, 2) and target["tags"].dtype == torch.float32
     else:
@@ -111,3 +113,20 @@ def test_per_class_iou_reaches_compute_under_the_class_names():
     assert not is_lower_better("test/target/segmentation/iou_a")
     with pytest.raises(ValueError, match="class_names has 2 names but the model has num_classes=3"):
         SegmentationMetrics(3, class_names=["a", "b"])
+
+
+def test_points_cut_away_by_a_crop_keep_their_tags():
+    """Under ``standard`` augmentation (a random resized crop) some clicks leave the image; the tags served with the
+    points still name every class of the image, so a lost click never becomes a negative weak label."""
+    dm = PairedDataModule(ToyDomain(0, 16), ToyDomain(1, 16), batch_size=8, target_weak_labels="points",
+                          augmentation="standard")  # fmt: skip
+    lost = 0
+    for epoch in range(4):
+        dm.train_dataset("target")  # the sampler seeds each epoch's crops
+        for index in range(8):
+            sample = dm.train_dataset("target")[(index, epoch * 100 + index)]
+            clicked = set(sample["points"][sample["points"] != IGNORE_INDEX].tolist())
+            tagged = set(torch.nonzero(sample["tags"]).flatten().tolist())
+            assert clicked <= tagged
+            lost += len(tagged - clicked)
+    assert lost > 0  # the crop does cut clicks away, so the check above is not vacuous

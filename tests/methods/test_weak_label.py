@@ -85,12 +85,36 @@ def test_the_class_adversary_gets_no_gradient_for_an_absent_class():
 
 
 def test_the_dense_decoder_features_feed_its_own_output():
+    """``forward_features`` gives the input of the final 1x1 classifier and its output; ``forward`` is still the
+    top-down path, the head and the upsampling written out here (the decoder before the split)."""
     torch.manual_seed(3)
     decoder = DenseDecoder([4, 8], 3, hidden=6).eval()
     features = [torch.randn(2, 4, 8, 8), torch.randn(2, 8, 4, 4)]
     hidden, low = decoder.forward_features(features)
     assert hidden.shape == (2, 6, 8, 8) and low.shape == (2, 3, 8, 8)
-    torch.testing.assert_close(decoder(features, (16, 16)), F.interpolate(low, (16, 16), mode="bilinear"))
+    x = decoder.lateral[1](features[1])
+    x = F.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False)
+    x = decoder.merge[0](x + decoder.lateral[0](features[0]))
+    torch.testing.assert_close(hidden, decoder.head[0](x), rtol=0, atol=0)
+    want = F.interpolate(decoder.head(x), size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(decoder(features, (16, 16)), want, rtol=0, atol=0)
+
+
+def test_the_adversarial_terms_ask_target_outputs_to_pass_for_source():
+    """With a discriminator that returns logit ``c`` everywhere: the network's term is ``BCE(c, source = 0)`` =
+    softplus(c), the discriminator's the mean of ``BCE(c, 0)`` on source and ``BCE(c, 1)`` on target."""
+    from umadapt.methods.adaptsegnet import adversarial_terms
+
+    c = 1.5
+    constant = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        constant.weight.zero_()
+        constant.bias.fill_(c)
+    network, discriminator, accuracy = adversarial_terms(constant, torch.rand(2, 1, 3, 3), torch.rand(2, 1, 3, 3))
+    softplus = torch.nn.functional.softplus
+    assert float(network) == pytest.approx(float(softplus(torch.tensor(c))))
+    assert float(discriminator) == pytest.approx(0.5 * float(softplus(torch.tensor(c)) + softplus(torch.tensor(-c))))
+    assert float(accuracy) == pytest.approx(0.5)  # every logit says "target": right on the target half only
 
 
 # -- training -------------------------------------------------------------------------------------------------------

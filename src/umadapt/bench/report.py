@@ -52,7 +52,7 @@ def summarise(bench: Benchmark, records: Mapping[str, list[dict]]) -> dict:
     summary: dict[str, dict] = {}
     for method, runs in records.items():
         names = sorted({k for r in runs for k in r["metrics"] if k.startswith(prefix)})
-        stats = {n[len(prefix) :]: mean_std([r["metrics"][n] for r in runs]) for n in names}
+        stats = {n[len(prefix) :]: mean_std([r["metrics"][n] for r in runs if n in r["metrics"]]) for n in names}
         summary[method] = {"metrics": stats, "seeds": len(runs)}
     reference, oracle = summary.get(bench.reference), summary.get(bench.oracle or "")
     for entry in summary.values():
@@ -282,6 +282,7 @@ def synthrooms_weak_class_presence(count: int = 500) -> list[str]:
     for domain, shares in presence.items():
         lines.append(f"| {domain} | " + " | ".join(f"{100 * shares[n]:.0f} %" for n in names) + " |")
     return lines
+
 
 # -- the chart --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)

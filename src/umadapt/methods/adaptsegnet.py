@@ -117,8 +117,8 @@ class OutputSpaceAdaptation(MultiTaskModel):
             )
 
     def network_parameters(self) -> list[nn.Parameter]:
-        """The task network's parameters (encoder and heads): the first player."""
-        return [*self.encoder.parameters(), *self.heads.parameters()]
+        """The task network's parameters (encoder, heads and any learned loss weights): the first player."""
+        return [*self.encoder.parameters(), *self.heads.parameters(), *self.weighting.parameters()]
 
     def discriminator_modules(self) -> list[nn.Module]:
         """Every discriminator: the second player (subclasses add theirs)."""

@@ -22,7 +22,8 @@ network minimises, with the segmentation logits ``A`` ``[B, C, h, w]`` and the d
   source ones (weight ``class_alignment_weight``). The discriminators are the second player with the output-space
   discriminator, as in the authors' alternating updates;
 * with points, the **point loss**: cross-entropy on the clicked pixels only (weight ``point_weight``); the target's
-  weak labels are then the classes clicked.
+  weak labels are then the image's tags, which a human clicking one point per class has given too (the data serves
+  them with the points, so a click that a crop cuts away does not turn its class into a negative label).
 
 Loss weights of the paper's GTA5 -> Cityscapes runs (the authors' scripts, UDA and WDA alike): ``lambda_adv = 0.001``,
 ``weak_weight = 0.01``, ``class_alignment_weight = 0.001``, threshold 0.2. Images of a point-supervised batch without
@@ -80,8 +81,9 @@ def class_attention(logits: torch.Tensor) -> torch.Tensor:
 
 def class_attention_pool(logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """Class features ``[B, C, F]``: the decoder features ``[B, F, h, w]`` averaged with each class's
-    :func:`class_attention` of ``logits`` ``[B, C, h, w]``."""
-    return torch.einsum("bcp,bfp->bcf", class_attention(logits), features.float().flatten(2))
+    :func:`class_attention` of ``logits`` ``[B, C, h, w]`` (in float32, also under mixed precision)."""
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return torch.einsum("bcp,bfp->bcf", class_attention(logits), features.float().flatten(2))
 
 
 def present_classes(segmentation: torch.Tensor, num_classes: int, min_fraction: float = 0.0) -> torch.Tensor:
@@ -96,13 +98,16 @@ def present_classes(segmentation: torch.Tensor, num_classes: int, min_fraction: 
 
 
 def _masked_bce(logits: torch.Tensor, label: float, mask: torch.Tensor) -> torch.Tensor:
-    """Mean BCE of ``[B, C]`` logits against ``label`` over the entries where ``mask`` is 1 (0 when none is): an
-    absent class's discriminator gets no gradient."""
+    """BCE of ``[B, C]`` logits against ``label`` over the entries where ``mask`` is 1: averaged over each image's
+    present classes, then over the images with any (as the authors' code; 0 when no class is present). An absent
+    class's discriminator gets no gradient."""
     with torch.autocast(device_type=logits.device.type, enabled=False):
         losses = F.binary_cross_entropy_with_logits(
             logits.float(), torch.full_like(logits.float(), label), reduction="none"
         )
-        return (losses * mask).sum() / mask.sum().clamp(min=1.0)
+        count = mask.sum(dim=1)
+        per_image = (losses * mask).sum(dim=1) / count.clamp(min=1.0)
+        return per_image.sum() / (count > 0).sum().clamp(min=1)
 
 
 class WeakLabelAdaptation(OutputSpaceAdaptation):
@@ -143,10 +148,10 @@ class WeakLabelAdaptation(OutputSpaceAdaptation):
         if "segmentation" not in self.tasks:
             raise ConfigError(f"WeakLabelAdaptation adapts the segmentation task, but the tasks are {self.tasks}.")
         head = self.heads["segmentation"]
-        if not hasattr(head, "forward_features"):
+        if not all(hasattr(head, name) for name in ("forward_features", "upsample", "hidden")):
             raise ConfigError(
                 f"WeakLabelAdaptation pools the segmentation decoder's features, but {type(head).__name__} does not "
-                "expose them (forward_features): use umadapt.nn.DenseDecoder as the dense_head."
+                "expose them (forward_features, upsample, hidden): use umadapt.nn.DenseDecoder as the dense_head."
             )
         for name, value in (("weak_weight", weak_weight), ("class_alignment_weight", class_alignment_weight)):
             if value < 0:
@@ -156,6 +161,8 @@ class WeakLabelAdaptation(OutputSpaceAdaptation):
                 "Need point_weight >= 0, 0 < pseudo_threshold < 1 and 0 <= weak_dropout < 1; got "
                 f"{point_weight}, {pseudo_threshold}, {weak_dropout}."
             )
+        if not 0 <= source_min_fraction < 1:
+            raise ConfigError(f"model.init_args.source_min_fraction must be in [0, 1), got {source_min_fraction}.")
         self.weak_labels = weak_labels
         self.weak_weight, self.class_alignment_weight = float(weak_weight), float(class_alignment_weight)
         self.point_weight, self.pseudo_threshold = float(point_weight), float(pseudo_threshold)
@@ -197,24 +204,22 @@ class WeakLabelAdaptation(OutputSpaceAdaptation):
 
     # -- the target's weak labels -----------------------------------------------------------------------------------
     def target_weak_labels(self, target: Mapping[str, torch.Tensor], low_logits: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` weak labels of the target images: pseudo-weak labels, the given tags or the clicked classes."""
+        """``[B, C]`` weak labels of the target images: pseudo-weak labels, or the tags served (with points too)."""
         if self.weak_labels == "pseudo":
             return pseudo_weak_labels(low_logits, self.pseudo_threshold)
-        key = self.weak_labels
-        if key not in target:
+        missing = [k for k in (self.weak_labels, "tags") if k not in target]
+        if missing:
             raise ConfigError(
-                f"model.init_args.weak_labels={key} needs the target batch's {key!r}, but it holds {sorted(target)}: "
-                f"set data.init_args.target_weak_labels: {key}."
+                f"model.init_args.weak_labels={self.weak_labels} needs the target batch's {missing}, but it holds "
+                f"{sorted(target)}: set data.init_args.target_weak_labels: {self.weak_labels}."
             )
-        if key == "tags":
-            tags = target["tags"]
-            if tags.ndim != 2 or tags.shape[1] != self.num_classes:
-                raise ConfigError(
-                    f"The target tags have {tags.shape[-1]} classes but the model has num_classes={self.num_classes}: "
-                    "tag the images with the model's class list."
-                )
-            return tags.float()
-        return present_classes(target["points"], int(self.num_classes))
+        tags = target["tags"]
+        if tags.ndim != 2 or tags.shape[1] != self.num_classes:
+            raise ConfigError(
+                f"The target tags have {tags.shape[-1]} classes but the model has num_classes={self.num_classes}: "
+                "tag the images with the model's class list."
+            )
+        return tags.float()
 
     # -- the weak-label terms ---------------------------------------------------------------------------------------
     def adaptation_terms(

@@ -152,26 +152,14 @@ def test_results_path_that_is_a_directory_fails_before_testing(trained_run, tmp_
 
 
 def test_missing_labels_are_counted_not_written_as_nan(tmp_path, toy_domains):
-    class Unlabelled(ToyDomain):
-        def dataset(self, split):
-            base = super().dataset(split)
-
-            class Blank(torch.utils.data.Dataset):
-                def __len__(self):
-                    return len(base)
-
-                def __getitem__(self, index):
-                    sample = dict(base[index])
-                    sample["depth"] = sample["depth"] * 0  # 0 = invalid depth everywhere
-                    return sample
-
-            return Blank()
-
     model = tiny_model(tasks=["depth"], width=4)
     results = tmp_path / "results.json"
     trainer = tiny_trainer(tmp_path, callbacks=[ResultsWriter(str(results))])
     with pytest.warns(UserWarning, match=r"test/target: 8 of 8 samples have no 'depth' labels; it is not scored"):
-        trainer.test(model, PairedDataModule(toy_domains[0], Unlabelled(seed=1), batch_size=4, tasks=["depth"]))
+        trainer.test(
+            model,
+            PairedDataModule(toy_domains[0], ToyDomain(seed=1, unlabelled=("depth",)), batch_size=4, tasks=["depth"]),
+        )
     record = json.loads(results.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
     assert record["samples"]["test/target/depth"] == {"labelled": 0, "unlabelled": 8}
     assert "test/source/depth/rmse" in record["metrics"] and not any("test/target" in k for k in record["metrics"])

@@ -148,8 +148,11 @@ SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 
 class _ToyDataset(Dataset):
-    def __init__(self, seed: int, split: str, size: int, image_size: int, shift: float) -> None:
+    def __init__(
+        self, seed: int, split: str, size: int, image_size: int, shift: float, unlabelled: tuple[str, ...] = ()
+    ) -> None:
         self.seed, self.split, self.size, self.image_size, self.shift = seed, split, size, image_size, shift
+        self.unlabelled = unlabelled
 
     def __len__(self) -> int:
         return self.size
@@ -164,6 +167,10 @@ class _ToyDataset(Dataset):
         normals[..., 2] = -1.0
         image = np.clip(np.stack([segmentation * 0.6 + self.shift] * 3, -1) + rng.random((h, w, 3)) * 0.2, 0, 1)
         contours = np.zeros((h, w), np.float32)
+        if "depth" in self.unlabelled:
+            depth = depth * 0  # 0 = invalid depth everywhere
+        if "segmentation" in self.unlabelled:
+            segmentation = np.full_like(segmentation, 255)  # every pixel ignored
         return {
             "image": image.astype(np.float32),
             "depth": depth,
@@ -174,18 +181,26 @@ class _ToyDataset(Dataset):
 
 
 class ToyDomain(Domain):
-    """A minimal :class:`data_modules.domain.Domain`: vertical two-class scenes, cheap to make."""
+    """A minimal :class:`data_modules.domain.Domain`: vertical two-class scenes, cheap to make; the tasks named in
+    ``unlabelled`` (``depth``, ``segmentation``) have no valid pixel in any sample."""
 
-    def __init__(self, seed: int = 0, image_size: int = 32, size: int = 8, shift: float = 0.0) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        image_size: int = 32,
+        size: int = 8,
+        shift: float = 0.0,
+        unlabelled: tuple[str, ...] = (),
+    ) -> None:
         self.name = f"toy-{seed}"
         self.tasks = ("depth", "normals", "segmentation", "contours")
         self.num_classes = 2
         self.class_names = ("left", "right")
         self.image_size = (image_size, image_size)
-        self.seed, self.size, self.shift = seed, size, shift
+        self.seed, self.size, self.shift, self.unlabelled = seed, size, shift, tuple(unlabelled)
 
     def dataset(self, split: str) -> Dataset:
-        return _ToyDataset(self.seed, split, self.size, self.image_size[0], self.shift)
+        return _ToyDataset(self.seed, split, self.size, self.image_size[0], self.shift, self.unlabelled)
 
 
 # -- the smoke run of a config --------------------------------------------------------------------------------------

@@ -198,19 +198,6 @@ def test_init_checkpoint_starts_from_the_source_trained_network(domains, tmp_pat
 
 
 def test_points_with_no_labelled_pixel_are_counted_not_a_crash(domains, tmp_path):
-    class Unlabelled(ToyDomain):  # every target mask is ignore: no point can be clicked
-        def dataset(self, split):
-            base = super().dataset(split)
-
-            class Blank(torch.utils.data.Dataset):
-                def __len__(self):
-                    return len(base)
-
-                def __getitem__(self, index):
-                    return {**base[index], "segmentation": np.full((SIZE, SIZE), 255, np.int64)}
-
-            return Blank()
-
     logged = {}
 
     class Recording(WeakLabelAdaptation):
@@ -218,7 +205,8 @@ def test_points_with_no_labelled_pixel_are_counted_not_a_crash(domains, tmp_path
             logged.setdefault(name, []).append(float(value))
             super().log(name, value, *args, **kwargs)
 
-    data = _data((domains[0], Unlabelled(seed=1, image_size=SIZE)), target_weak_labels="points")
+    blank = ToyDomain(seed=1, image_size=SIZE, unlabelled=("segmentation",))  # no pixel to click
+    data = _data((domains[0], blank), target_weak_labels="points")
     model = _weak(Recording, weak_labels="points")
     # two batches: each batch steps two players, and max_steps counts optimizer steps
     tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0, log_every_n_steps=1).fit(model, datamodule=data)

@@ -192,7 +192,7 @@ def test_init_checkpoint_starts_from_the_source_trained_network(domains, tmp_pat
     torch.save({"state_dict": source_only.state_dict(), "umadapt": source_only.identity()}, path)
     model = _weak(init_checkpoint=str(path))
     assert any(not torch.equal(a, b) for a, b in zip(model.encoder.parameters(), source_only.encoder.parameters()))
-    model.setup("fit")
+    model.load_init_checkpoint()
     for name, value in source_only.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value, msg=name)
 
@@ -245,4 +245,25 @@ def test_a_checkpoint_of_other_tasks_is_refused_as_init(tmp_path):
     torch.save({"state_dict": other.state_dict(), "umadapt": other.identity()}, path)
     model = _weak(init_checkpoint=str(path))
     with pytest.raises(ConfigError, match="init_checkpoint .* predicts tasks \\['depth'\\]"):
-        model.setup("fit")
+        model.load_init_checkpoint()
+
+
+def test_a_resumed_run_does_not_need_its_init_checkpoint_any_more(domains, tmp_path):
+    """Resuming restores the run's own weights; the source-only file it started from may be gone by then."""
+    source_only = _weak(None)
+    init = tmp_path / "source_only.ckpt"
+    torch.save({"state_dict": source_only.state_dict(), "umadapt": source_only.identity()}, init)
+    options = {"limit_val_batches": 0, "enable_checkpointing": True}
+    first = tiny_trainer(tmp_path, max_steps=2, **options)
+    first.fit(_weak(init_checkpoint=str(init)), datamodule=_data(domains))
+    saved = tmp_path / "run.ckpt"
+    first.save_checkpoint(saved)
+    init.unlink()
+    resumed = _weak(init_checkpoint=str(init))
+    trainer = tiny_trainer(tmp_path, max_steps=4, **options)
+    # the tiny model's hyperparameters hold modules (the CLI's hold config values): our own file, loaded in full
+    trainer.fit(resumed, datamodule=_data(domains), ckpt_path=str(saved), weights_only=False)
+    state = torch.load(saved, weights_only=False)["state_dict"]
+    assert resumed.trainer.global_step == 4 and not all(
+        torch.equal(resumed.state_dict()[k], v) for k, v in state.items()
+    )

@@ -75,6 +75,7 @@ class OutputSpaceAdaptation(MultiTaskModel):
             Adam(lr 1e-4, betas (0.9, 0.99)). Both players follow ``lr_schedule``.
         init_checkpoint: ``last.ckpt`` of a run of the same tasks and architecture (e.g. source-only) whose encoder
             and heads start this run, as the authors start from a source-trained network. ``None``: from scratch.
+            Not read when the run resumes from a checkpoint of its own (``--ckpt_path``).
     """
 
     def __init__(
@@ -106,7 +107,20 @@ class OutputSpaceAdaptation(MultiTaskModel):
         super().setup(stage)
         if stage == "fit" and self._trainer is not None:
             require_find_unused_parameters(self.trainer, type(self).__name__)
-        if stage == "fit" and self.init_checkpoint:
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._restored = True  # a resumed run: its own weights, not init_checkpoint's
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if not getattr(self, "_restored", False):
+            self.load_init_checkpoint()
+
+    def load_init_checkpoint(self) -> None:
+        """Load the encoder and heads of ``init_checkpoint`` (when set), refusing another task set or class count.
+        Called when a fit starts, after a resumed run has restored its own state (then it is not called)."""
+        if self.init_checkpoint:
             load_task_network(
                 self,
                 self.init_checkpoint,

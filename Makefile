@@ -61,7 +61,7 @@ bench-digits: $(STAMP) ## Digits -> Digits-M: source-only, DANN, oracle x 3 seed
 		--out $(OUT_DIR)/digits.md --runs-dir $(RUNS_DIR)/digits
 
 .PHONY: bench-weak
-bench-weak: $(STAMP) ## Weak-label adaptation on SynthRooms' rich classes: 8 rows x 3 seeds (~45 min) -> results/synthrooms_weak.md
+bench-weak: $(STAMP) ## Weak-label adaptation on SynthRooms' rich classes: 10 rows x 3 seeds (~55 min on 2 cores) -> results/synthrooms_weak.md
 	$(BENCH) run synthrooms_weak --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) \
 		--out $(OUT_DIR)/synthrooms_weak.md --runs-dir $(RUNS_DIR)/synthrooms_weak
 

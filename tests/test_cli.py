@@ -66,13 +66,15 @@ def _config_sets(skip: set[str]) -> dict[str, list[Path]]:
 
 
 PARSED = _config_sets(set(PARSED_AND_RUN_BY))
+# Parametrized with ids=str: pytest shortens an automatic id over 100 characters to "name<N>", which would hide a
+# long stack (four files) from the ownership check below.
 RUN = _config_sets(set(PARSED_AND_RUN_BY) | set(RUN_BY))
 NEEDS_GPU = ["trainer/gpu.yaml", "trainer/ddp.yaml", "trainer/multinode.yaml", "trainer/fp16.yaml"]
 """Profiles that need CUDA: parsed everywhere, run only where a GPU is present."""
 
 
 # -- every YAML -----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(PARSED))
+@pytest.mark.parametrize("name", sorted(PARSED), ids=str)
 def test_print_config(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *config_args(*PARSED[name]), "--print_config"])
@@ -82,7 +84,7 @@ def test_print_config(name, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(RUN))
+@pytest.mark.parametrize("name", sorted(RUN), ids=str)
 def test_fit_test_predict(name, tmp_path, monkeypatch):
     """A user's first run of the config: one training batch leaves ``last.ckpt``, ``test`` on it writes
     ``results.json`` with finite target metrics, ``predict`` writes files."""
@@ -113,7 +115,7 @@ METHOD_CONFIGS = sorted(n for n in RUN if not n.endswith("base.yaml") and "train
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", METHOD_CONFIGS)
+@pytest.mark.parametrize("name", METHOD_CONFIGS, ids=str)
 def test_every_method_runs_under_bf16_mixed(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(

@@ -267,3 +267,23 @@ def test_a_resumed_run_does_not_need_its_init_checkpoint_any_more(domains, tmp_p
     assert resumed.trainer.global_step == 4 and not all(
         torch.equal(resumed.state_dict()[k], v) for k, v in state.items()
     )
+
+
+def test_gradient_clipping_reaches_the_network_only(domains, tmp_path):
+    """``gradient_clip_val`` clips the network's gradient norm (the authors clip it at 1), not the discriminators'."""
+    norms: dict[str, list[float]] = {}
+
+    class Recording(WeakLabelAdaptation):
+        def on_before_optimizer_step(self, optimizer):
+            super().on_before_optimizer_step(optimizer)  # clips
+            params = [p for p in optimizer.param_groups[0]["params"] if p.grad is not None]
+            player = "network" if params[0] is self.network_parameters()[0] else "discriminators"
+            norms.setdefault(player, []).append(
+                float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+            )
+
+    model = _weak(Recording, gradient_clip_val=1e-3, adversarial_weight=1.0, class_alignment_weight=1.0)
+    tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, datamodule=_data(domains))
+    assert max(norms["network"]) <= 1e-3 * 1.01 and min(norms["discriminators"]) > 1e-2
+    with pytest.raises(ConfigError, match="gradient_clip_val must be > 0"):
+        _weak(gradient_clip_val=0.0)

@@ -76,6 +76,8 @@ class OutputSpaceAdaptation(MultiTaskModel):
         init_checkpoint: ``last.ckpt`` of a run of the same tasks and architecture (e.g. source-only) whose encoder
             and heads start this run, as the authors start from a source-trained network. ``None``: from scratch.
             Not read when the run resumes from a checkpoint of its own (``--ckpt_path``).
+        gradient_clip_val: clip the network's gradient norm to this value, the discriminators' not (the weak-label
+            authors clip the network at 1); ``None``: no clipping.
     """
 
     def __init__(
@@ -84,12 +86,15 @@ class OutputSpaceAdaptation(MultiTaskModel):
         adversarial_weight: float = 0.001,
         discriminator_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         init_checkpoint: str | None = None,
+        gradient_clip_val: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.automatic_optimization = False
         if adversarial_weight < 0:
             raise ConfigError(f"model.init_args.adversarial_weight must be >= 0, got {adversarial_weight}.")
+        if gradient_clip_val is not None and gradient_clip_val <= 0:
+            raise ConfigError(f"model.init_args.gradient_clip_val must be > 0 or null, got {gradient_clip_val}.")
         if self.lr_multipliers:
             raise ConfigError(
                 f"{type(self).__name__} has its own players (network, discriminators): model.lr_multipliers is not "
@@ -100,6 +105,7 @@ class OutputSpaceAdaptation(MultiTaskModel):
         self.adversarial_weight = float(adversarial_weight)
         self.discriminator_optimizer_factory = discriminator_optimizer
         self.init_checkpoint = init_checkpoint
+        self.gradient_clip_val = gradient_clip_val
         self.players = Players()
 
     # -- set-up -----------------------------------------------------------------------------------------------------
@@ -189,7 +195,8 @@ class OutputSpaceAdaptation(MultiTaskModel):
         terms, discriminator_loss = self.adaptation_terms(source, target, predictions, extras, n_source)
         network_loss = task_loss + sum(weight * term for weight, term in terms.values() if weight > 0)
         lr = self.lr_schedule(self.progress(batch_idx))
-        self.players.step(self, network_loss + discriminator_loss, ["network", "discriminators"], lr)
+        clip = None if self.gradient_clip_val is None else {"network": self.gradient_clip_val}
+        self.players.step(self, network_loss + discriminator_loss, ["network", "discriminators"], lr, clip)
         log = functools.partial(self.log, batch_size=n_source)
         for name, (_, term) in terms.items():
             log(f"train/{name}/loss", term.detach())

@@ -51,11 +51,12 @@ class Players:
         loss: torch.Tensor,
         names: Sequence[str],
         lr_multiplier: float | None = None,
-        gradient_clip_val: float | None = None,
+        gradient_clip_val: float | Mapping[str, float] | None = None,
     ) -> None:
         """One update of the players ``names``: set their learning rates to ``initial_lr * lr_multiplier`` (when
         given), zero their gradients, one backward pass of ``loss``, step each optimizer with its gradient norm
-        clipped to ``gradient_clip_val`` (when given), and log ``train/lr/<player>``.
+        clipped to ``gradient_clip_val`` (when given: one value for every player, or ``{player: value}`` for some
+        of them), and log ``train/lr/<player>``.
 
         Under ``16-mixed`` the gradients are clipped after they are unscaled (in ``on_before_optimizer_step``,
         which Lightning calls after unscaling; clipping before ``optimizer.step()`` would clip the scaled
@@ -70,7 +71,8 @@ class Players:
         module.manual_backward(loss)
         with one_scale_update(module):
             for name, optimizer in zip(names, optimizers):
-                self._pending_clip = gradient_clip_val
+                clip = gradient_clip_val
+                self._pending_clip = clip.get(name) if isinstance(clip, Mapping) else clip
                 try:
                     optimizer.step()
                 finally:

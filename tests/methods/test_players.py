@@ -70,3 +70,16 @@ def test_the_loss_scale_updates_once_per_update_of_several_players(tmp_path):
     """Two batches, two players each: the scale doubles twice (once per backward pass), not four times."""
     _, scaler = _fit_source_phase(tmp_path, gradient_clip_val=1.0)
     assert scaler.get_scale() == INIT_SCALE * 2**BATCHES
+
+
+def test_held_fixed_passes_gradients_through_a_player_without_training_it():
+    from umadapt.methods.players import held_fixed
+
+    other = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    other[0].bias.requires_grad_(False)  # a parameter frozen beforehand stays frozen after the block
+    x = torch.randn(4, 3, requires_grad=True)
+    with held_fixed(other):
+        other(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in other.parameters())
+    assert [p.requires_grad for p in other.parameters()] == [True, False, True, True]

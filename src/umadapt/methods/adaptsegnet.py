@@ -27,7 +27,8 @@ from torch import nn
 from umadapt.checkpoints import load_task_network
 from umadapt.errors import ConfigError
 from umadapt.methods.base import METRIC_NAMES, MultiTaskModel
-from umadapt.methods.players import Players, require_find_unused_parameters
+from umadapt.methods.checks import check_non_negative
+from umadapt.methods.players import Players, held_fixed, require_find_unused_parameters
 from umadapt.nn.adversaries import OutputDiscriminator, domain_adversarial_loss
 
 __all__ = ["OutputSpaceAdaptation", "adversarial_terms"]
@@ -52,11 +53,8 @@ def adversarial_terms(
     discriminator term ``1/2 [BCE(D(source), source) + BCE(D(target), target)]`` sees detached inputs, so it
     reaches ``D`` only. Inputs are whatever ``discriminator`` takes (a tensor or a list of tensors)."""
     detach = (lambda x: [t.detach() for t in x]) if isinstance(source_input, list) else (lambda x: x.detach())
-    discriminator.requires_grad_(False)
-    try:
+    with held_fixed(discriminator):
         network_term = _bce(discriminator(target_input), SOURCE)
-    finally:
-        discriminator.requires_grad_(True)
     discriminator_term, accuracy = domain_adversarial_loss(
         discriminator(detach(source_input)), discriminator(detach(target_input))
     )
@@ -91,8 +89,7 @@ class OutputSpaceAdaptation(MultiTaskModel):
     ) -> None:
         super().__init__(**kwargs)
         self.automatic_optimization = False
-        if adversarial_weight < 0:
-            raise ConfigError(f"model.init_args.adversarial_weight must be >= 0, got {adversarial_weight}.")
+        check_non_negative(adversarial_weight=adversarial_weight)
         if gradient_clip_val is not None and gradient_clip_val <= 0:
             raise ConfigError(f"model.init_args.gradient_clip_val must be > 0 or null, got {gradient_clip_val}.")
         if self.lr_multipliers:
@@ -107,6 +104,7 @@ class OutputSpaceAdaptation(MultiTaskModel):
         self.init_checkpoint = init_checkpoint
         self.gradient_clip_val = gradient_clip_val
         self.players = Players()
+        self._restored = False  # set when a resumed run restores its own checkpoint
 
     # -- set-up -----------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -120,7 +118,7 @@ class OutputSpaceAdaptation(MultiTaskModel):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if not getattr(self, "_restored", False):
+        if not self._restored:
             self.load_init_checkpoint()
 
     def load_init_checkpoint(self) -> None:
@@ -159,10 +157,6 @@ class OutputSpaceAdaptation(MultiTaskModel):
         return True  # the learning-rate schedule is applied per update by the players
 
     # -- training ---------------------------------------------------------------------------------------------------
-    def adversary_view(self, task: str, prediction: torch.Tensor) -> torch.Tensor:
-        """What the output-space discriminator sees of a prediction: class probabilities for class tasks."""
-        return prediction.softmax(dim=1) if self.task_specs[task].channels is None else prediction
-
     def forward_both(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Predictions of every task on ``images`` (source then target, one batch) and what
         :meth:`adaptation_terms` needs besides them (nothing here)."""

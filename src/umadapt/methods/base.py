@@ -230,6 +230,11 @@ class MultiTaskModel(pl.LightningModule):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.decode(self.features(image), tuple(image.shape[-2:]))
 
+    def adversary_view(self, task: str, prediction: torch.Tensor) -> torch.Tensor:
+        """What an output-level adversary sees of a task's prediction: class probabilities for class tasks, the
+        prediction itself for the others."""
+        return prediction.softmax(dim=1) if self.task_specs[task].channels is None else prediction
+
     # -- losses -------------------------------------------------------------------------------------------------
     def task_losses(
         self, predictions: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]

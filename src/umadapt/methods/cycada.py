@@ -39,7 +39,7 @@ from umadapt.checkpoints import load_task_network
 from umadapt.errors import ConfigError
 from umadapt.methods.base import MultiTaskModel
 from umadapt.methods.checks import check_non_negative
-from umadapt.methods.players import Players
+from umadapt.methods.players import Players, held_fixed
 from umadapt.pixel import (
     TRANSLATOR_KEY,
     PatchDiscriminator,
@@ -211,11 +211,10 @@ class CyCADATranslator(MultiTaskModel):
         fake_target = self.translate(source, "source")
         fake_source = self.translate(target, "target")
         generator_terms: dict[str, torch.Tensor] = {}
-        self.discriminators.requires_grad_(False)  # the generators' adversarial terms reach the generators only
-        generator_terms["gan"] = least_squares_gan_loss(
-            self.discriminators["target"](fake_target), True
-        ) + least_squares_gan_loss(self.discriminators["source"](fake_source), True)
-        self.discriminators.requires_grad_(True)
+        with held_fixed(self.discriminators):  # the generators' adversarial terms reach the generators only
+            generator_terms["gan"] = least_squares_gan_loss(
+                self.discriminators["target"](fake_target), True
+            ) + least_squares_gan_loss(self.discriminators["source"](fake_source), True)
         generator_terms["cycle"] = cycle_loss(self.translate(fake_target, "target"), source) + cycle_loss(
             self.translate(fake_source, "source"), target
         )

@@ -125,10 +125,6 @@ class DANN(MultiTaskModel):
         """``lambda_p`` at the current training progress."""
         return self.grl_max * self.grl_schedule(self.progress())
 
-    def _adversary_view(self, task: str, prediction: torch.Tensor) -> torch.Tensor:
-        """What an output-level adversary sees of a prediction: class probabilities for class tasks."""
-        return prediction.softmax(dim=1) if self.task_specs[task].channels is None else prediction
-
     # -- training -----------------------------------------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Mapping[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         source, target = batch["source"], batch["target"]
@@ -144,7 +140,7 @@ class DANN(MultiTaskModel):
         else:
             every = self.decode(features, size)
             predictions = {t: p[:n_source] for t, p in every.items()}
-            domain_inputs = [self._adversary_view(t, every[t]) for t in self.tasks]
+            domain_inputs = [self.adversary_view(t, every[t]) for t in self.tasks]
         task_loss = self.supervised_terms(predictions, source, "source")
 
         coefficient = self.grl_coefficient()

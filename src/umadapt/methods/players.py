@@ -18,7 +18,7 @@ import torch
 from umadapt.errors import ConfigError
 from umadapt.schedules import restart_lr
 
-__all__ = ["Players", "grad_scaler", "one_scale_update", "require_find_unused_parameters"]
+__all__ = ["Players", "grad_scaler", "held_fixed", "one_scale_update", "require_find_unused_parameters"]
 
 
 class Players:
@@ -71,8 +71,8 @@ class Players:
         module.manual_backward(loss)
         with one_scale_update(module):
             for name, optimizer in zip(names, optimizers):
-                clip = gradient_clip_val
-                self._pending_clip = clip.get(name) if isinstance(clip, Mapping) else clip
+                clip = gradient_clip_val.get(name) if isinstance(gradient_clip_val, Mapping) else gradient_clip_val
+                self._pending_clip = clip
                 try:
                     optimizer.step()
                 finally:
@@ -84,6 +84,20 @@ class Players:
         module's ``on_before_optimizer_step``, where gradients are unscaled."""
         if self._pending_clip is not None:
             module.clip_gradients(optimizer, gradient_clip_val=self._pending_clip, gradient_clip_algorithm="norm")
+
+
+@contextlib.contextmanager
+def held_fixed(module: torch.nn.Module) -> Iterator[None]:
+    """Inside the block no gradient reaches ``module``'s parameters (``requires_grad`` off; each parameter's flag is
+    restored after): how one player's term goes *through* another player (a discriminator) without training it, so
+    that one backward pass serves both players' losses."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
 
 
 def grad_scaler(module: pl.LightningModule) -> torch.amp.GradScaler | None:

@@ -44,6 +44,8 @@ from torch import nn
 from umadapt.errors import ConfigError
 from umadapt.methods.adaptsegnet import SOURCE, TARGET, OutputSpaceAdaptation
 from umadapt.methods.base import task_features
+from umadapt.methods.checks import check_non_negative
+from umadapt.methods.players import held_fixed
 from umadapt.nn.adversaries import ClassWiseDiscriminator
 from umadapt.samples import IGNORE_INDEX
 
@@ -153,9 +155,7 @@ class WeakLabelAdaptation(OutputSpaceAdaptation):
                 f"WeakLabelAdaptation pools the segmentation decoder's features, but {type(head).__name__} does not "
                 "expose them (forward_features, upsample, hidden): use umadapt.nn.DenseDecoder as the dense_head."
             )
-        for name, value in (("weak_weight", weak_weight), ("class_alignment_weight", class_alignment_weight)):
-            if value < 0:
-                raise ConfigError(f"model.init_args.{name} must be >= 0, got {value}.")
+        check_non_negative(weak_weight=weak_weight, class_alignment_weight=class_alignment_weight)
         if point_weight < 0 or not 0 < pseudo_threshold < 1 or not 0 <= weak_dropout < 1:
             raise ConfigError(
                 "Need point_weight >= 0, 0 < pseudo_threshold < 1 and 0 <= weak_dropout < 1; got "
@@ -254,11 +254,8 @@ class WeakLabelAdaptation(OutputSpaceAdaptation):
             source_present = present_classes(source["segmentation"], int(self.num_classes), self.source_min_fraction)
             source_features = class_attention_pool(low[:n_source].detach(), hidden[:n_source].detach())
             target_features = class_attention_pool(target_low.detach(), hidden[n_source:])
-            self.class_discriminator.requires_grad_(False)
-            try:
+            with held_fixed(self.class_discriminator):
                 network_term = _masked_bce(self.class_discriminator(target_features), SOURCE, weak)
-            finally:
-                self.class_discriminator.requires_grad_(True)
             class_loss = 0.5 * (
                 _masked_bce(self.class_discriminator(source_features), SOURCE, source_present)
                 + _masked_bce(self.class_discriminator(target_features.detach()), TARGET, weak)

@@ -138,3 +138,13 @@ def test_a_label_free_selection_beside_the_table_becomes_its_headline(tmp_path):
     (tmp_path / "selection_toy.json").unlink()
     report.write_benchmark(BENCH, RECORDS, WALL, [0, 1], out, "cmd")
     assert "chosen without target labels" not in out.read_text() and "## Headline\n" in out.read_text()
+
+
+def test_a_metric_missing_from_one_seed_is_summarised_over_the_seeds_that_have_it():
+    """A per-class IoU is left out of a run where the class never appears (no NaN in the logs); the summary must not
+    fail with a KeyError on that run (it did before) but average the seeds that scored it."""
+    records = {m: [dict(r, metrics=dict(r["metrics"])) for r in runs] for m, runs in RECORDS.items()}
+    records["dann"][0]["metrics"]["test/target/segmentation/iou_ball"] = 0.25
+    summary = report.summarise(BENCH, records)
+    assert summary["dann"]["metrics"]["segmentation/iou_ball"] == pytest.approx((0.25, 0.0))
+    assert "segmentation/iou_ball" not in summary["oracle"]["metrics"]

@@ -287,3 +287,25 @@ def test_gradient_clipping_reaches_the_network_only(domains, tmp_path):
     assert max(norms["network"]) <= 1e-3 * 1.01 and min(norms["discriminators"]) > 1e-2
     with pytest.raises(ConfigError, match="gradient_clip_val must be > 0"):
         _weak(gradient_clip_val=0.0)
+
+
+def test_the_masked_class_loss_averages_each_image_then_the_images():
+    """As the authors' code: per image over its present classes, then over the images with any present class (not a
+    global mean over present entries, which would weigh images by their class count)."""
+    from umadapt.methods.weak_label import _masked_bce
+
+    logits = torch.tensor([[0.0, 2.0, -1.0], [1.0, 0.0, 0.0], [3.0, 3.0, 3.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # 3 classes, 1 class, none
+    bce = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+    want = (bce[0].mean() + bce[1, 0]) / 2
+    torch.testing.assert_close(_masked_bce(logits, 0.0, mask), want)
+
+
+def test_learned_loss_weights_train_with_the_network(domains, tmp_path):
+    """A weighting with parameters (uncertainty weighting) joins the network player; before, fit refused it."""
+    from umadapt.weighting import UncertaintyWeighting
+
+    model = _weak(weighting=UncertaintyWeighting())
+    tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, datamodule=_data(domains))
+    ids = {id(p) for p in model.network_parameters()}
+    assert all(id(p) in ids for p in model.weighting.parameters()) and len(list(model.weighting.parameters()))

@@ -28,8 +28,9 @@ Geometry rules (all presets):
 * padded pixels (``strong``) get depth ``0`` (invalid), segmentation :data:`~umadapt.samples.IGNORE_INDEX`,
   normals ``0`` and contours ``0``, so they never count as ground truth; the image is padded with ``0``;
 * the image stays float32 in ``[0, 1]``; depth/normals/contours stay float32, segmentation and the sparse
-  ``points`` map int64 (255 preserved; a point a crop cuts away is gone), ``label`` and ``tags`` pass through
-  untouched (a crop may cut away a tagged class: image-level tags describe the whole image, as a human gave them).
+  ``points`` map int64 (255 preserved; a point a crop cuts away is gone), the per-image class keys
+  (:data:`~umadapt.samples.CLASS_KEYS`: ``label``, ``parity``, ``magnitude``) and ``tags`` pass through untouched
+  (a crop may cut away a tagged class: image-level tags describe the whole image, as a human gave them).
 
 The output size is ``image_size`` (``(height, width)``) when given, else each sample's own size.
 
@@ -55,14 +56,14 @@ import cv2
 import numpy as np
 from torch.utils.data import get_worker_info
 
-from umadapt.samples import IGNORE_INDEX, IMAGE
+from umadapt.samples import CLASS_KEYS, IGNORE_INDEX, IMAGE
 
 __all__ = ["AUGMENTATION_PRESETS", "Augmentation", "build_augmentation"]
 
 # Target key -> number of channels in the packed mask. The order is the packing order.
 _TARGET_CHANNELS = {"depth": 1, "normals": 3, "segmentation": 1, "contours": 1, "points": 1}
 _LABEL_MAPS = ("segmentation", "points")  # class-index maps: packed as label + 1, ignore -> 0
-_PASSTHROUGH_KEYS = ("label", "tags")
+_PASSTHROUGH_KEYS = (*CLASS_KEYS, "tags")
 _KNOWN_KEYS = (IMAGE, *_TARGET_CHANNELS, *_PASSTHROUGH_KEYS)
 
 

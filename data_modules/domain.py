@@ -21,6 +21,8 @@ class Domain(ABC):
     Attributes:
         name: short human-readable name, used in logs and results.
         tasks: the supervision keys this domain can provide (e.g. ``("depth", "normals", "segmentation")``).
+        default_tasks: (optional) the tasks trained when ``data.tasks`` is not given; default :attr:`tasks` (the
+            digits serve ``parity`` and ``magnitude`` too but train ``label`` alone by default).
         num_classes: number of semantic classes (segmentation or label), or ``None`` without a class task.
         class_names: names of the classes, ``len(class_names) == num_classes``.
         image_size: ``(height, width)`` of the images it returns.

@@ -127,8 +127,9 @@ class PairedDataModule(pl.LightningDataModule):
     Args:
         source: the labelled (synthetic) domain.
         target: the (real) domain to adapt to.
-        tasks: the supervision keys to load; default: every task the source provides that umadapt knows
-            (``depth``, ``normals``, ``segmentation``, ``label``). Linked into the model by the CLI.
+        tasks: the supervision keys to load; default: the source's ``default_tasks`` (else every task it provides)
+            that umadapt knows (e.g. ``depth``, ``normals``, ``segmentation``; ``label`` for digits). Linked into
+            the model by the CLI.
         extra_keys: further supervision keys methods need besides the tasks (e.g. ``contours``).
         target_labels: give target *training* samples their labels (oracle / semi-supervised). Off by default:
             the target training samples are images only.
@@ -244,7 +245,7 @@ class PairedDataModule(pl.LightningDataModule):
     # -- validation ---------------------------------------------------------------------------------------------
     def _check_tasks(self, tasks: list[str] | None) -> list[str]:
         if tasks is None:
-            tasks = [t for t in self.source.tasks if t in TASKS]
+            tasks = [t for t in getattr(self.source, "default_tasks", self.source.tasks) if t in TASKS]
             if not tasks:
                 raise ValueError(f"Source domain {self.source.name!r} provides no known task ({sorted(TASKS)}).")
             return tasks

@@ -1,7 +1,12 @@
 """Datasets of digit images shared by the embedded benchmark and the real digit formats.
 
-Raw samples follow :mod:`umadapt.samples`: ``{"image": float32 [H, W, 3] in [0, 1], "label": int}``. Grey images are
-replicated to three channels and every image is resized to the domain's ``image_size`` on access.
+Raw samples follow :mod:`umadapt.samples`: ``{"image": float32 [H, W, 3] in [0, 1], "label": int, "parity": int,
+"magnitude": int}``. Grey images are replicated to three channels and every image is resized to the domain's
+``image_size`` on access.
+
+Besides the digit (``label``, 10 classes), every sample serves two binary tasks derived from it (:data:`DIGIT_TASKS`),
+a multi-task classification stand-in on the digits: ``parity`` (0 even, 1 odd) and ``magnitude`` (0 for 0-4, 1 for
+5-9). A run asks for the ones it trains with ``data.tasks``; the others are never loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,19 @@ from torch.utils.data import Dataset
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 """Digit class names, ``"0"`` to ``"9"``; label ``k`` is digit ``k``."""
+
+DIGIT_TASKS = ("label", "parity", "magnitude")
+"""The tasks a digit domain serves: the digit, and the two binary tasks derived from it."""
+
+
+def parity(digit: int) -> int:
+    """The ``parity`` class of a digit: 0 for an even digit, 1 for an odd one."""
+    return int(digit) % 2
+
+
+def magnitude(digit: int) -> int:
+    """The ``magnitude`` class of a digit: 0 for 0-4, 1 for 5-9."""
+    return int(int(digit) >= 5)
 
 
 def to_rgb_float(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -33,7 +51,8 @@ def to_rgb_float(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class DigitDataset(Dataset):
-    """Images and labels selected by ``indices``; each sample is resized and made RGB on access.
+    """Images and labels selected by ``indices``; each sample is resized and made RGB on access, and carries the
+    digit's ``label`` with its derived ``parity`` and ``magnitude``.
 
     Args:
         images: a sequence of images indexable by int (a NumPy array ``[N, H, W(, C)]`` or a lazy loader).
@@ -55,7 +74,13 @@ class DigitDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         i = int(self.indices[index])
-        return {"image": to_rgb_float(self.images[i], self.image_size), "label": int(self.labels[i])}
+        label = int(self.labels[i])
+        return {
+            "image": to_rgb_float(self.images[i], self.image_size),
+            "label": label,
+            "parity": parity(label),
+            "magnitude": magnitude(label),
+        }
 
 
 def square_size(image_size: int | Sequence[int], minimum: int = 8) -> tuple[int, int]:

@@ -15,6 +15,10 @@ The 1,797 digits are split once, by a permutation seeded with ``split_seed``, in
 permutation, so a digit scan is in exactly one block: target test digits are never seen in training, in either
 look. ``pool`` says which blocks a domain uses (``source`` for :class:`Digits`, ``target`` for :class:`DigitsM` by
 default); ``train_size``/``val_size``/``test_size`` take the first images of a block (for quick runs).
+
+Every sample carries the digit ``label`` (10 classes) and the two binary tasks derived from it, ``parity`` and
+``magnitude`` (:data:`~data_modules.digits.dataset.DIGIT_TASKS`): a multi-task classification benchmark in miniature.
+``data.tasks`` picks the ones a run loads (``[label]`` for the single-task benchmark; unset, all three).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import skimage.data
 from torch.utils.data import Dataset
 
 from ..domain import SPLITS, Domain
-from .dataset import CLASS_NAMES, DigitDataset, square_size, take
+from .dataset import CLASS_NAMES, DIGIT_TASKS, DigitDataset, square_size, take
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 """Colour photographs of ``skimage.data`` that the Digits-M patches are cut from."""
@@ -134,7 +138,8 @@ class _EmbeddedDigits(Domain):
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
         self.image_size = square_size(image_size)
-        self.tasks = ("label",)
+        self.tasks = DIGIT_TASKS
+        self.default_tasks = ("label",)  # parity and magnitude only when data.tasks asks for them
         self.num_classes = 10
         self.class_names = CLASS_NAMES
         self.split_seed = int(split_seed)

@@ -5,7 +5,9 @@ The data is never downloaded: pass ``root`` or set the ``DATA_ROOT`` environment
 
 Splits: ``train`` and ``val`` come from the dataset's training files (``val`` = ``val_size`` images chosen by a
 permutation seeded with ``split_seed``, disjoint from ``train``), ``test`` is the dataset's test file. Images are
-resized to ``image_size`` and grey ones replicated to three channels, on access.
+resized to ``image_size`` and grey ones replicated to three channels, on access. Like the embedded digits, every
+sample carries ``label`` with its derived ``parity`` and ``magnitude``
+(:data:`~data_modules.digits.dataset.DIGIT_TASKS`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..domain import SPLITS, Domain
-from .dataset import CLASS_NAMES, DigitDataset, square_size, take
+from .dataset import CLASS_NAMES, DIGIT_TASKS, DigitDataset, square_size, take
 from .formats import data_root, read_mnist, read_mnist_m, read_svhn, read_usps
 
 __all__ = ["MNIST", "MNISTM", "SVHN", "USPS", "RealDigits"]
@@ -50,7 +52,8 @@ class RealDigits(Domain):
     ) -> None:
         self.root = data_root(self.dataset_name, root)
         self.name = self.dataset_name
-        self.tasks = ("label",)
+        self.tasks = DIGIT_TASKS
+        self.default_tasks = ("label",)  # parity and magnitude only when data.tasks asks for them
         self.num_classes = 10
         self.class_names = CLASS_NAMES
         self.image_size = square_size(image_size)

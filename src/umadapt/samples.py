@@ -13,6 +13,8 @@ key                raw sample (NumPy)         batch (torch)
 ``edges``          float32 ``[H, W]``, 0-1     float32 ``[B, 1, H, W]``; a classical edge map of the *image*
                                               (``data_modules.edges``), not a label: unlabelled samples may hold it
 ``label``          int                         int64 ``[B]``
+``parity``         int                         int64 ``[B]``; of a digit label: 0 even, 1 odd
+``magnitude``      int                         int64 ``[B]``; of a digit label: 0 for 0-4, 1 for 5-9
 ``tags``           float32 ``[C]``, 0/1        float32 ``[B, C]``; image-level class tags (multi-hot): which
                                               classes the image shows, the weak label of WDA
 ``points``         int64 ``[H, W]``            int64 ``[B, H, W]``; a sparse segmentation: one labelled pixel
@@ -38,7 +40,9 @@ import torch
 
 IGNORE_INDEX = 255
 IMAGE = "image"
-LABEL_KEYS = ("depth", "normals", "segmentation", "contours", "label")
+CLASS_KEYS = ("label", "parity", "magnitude")
+"""Per-image class indices: an int in a raw sample, int64 ``[B]`` in a batch."""
+LABEL_KEYS = ("depth", "normals", "segmentation", "contours", *CLASS_KEYS)
 """Keys that carry supervision; an unlabelled sample holds none of them."""
 WEAK_LABEL_KEYS = ("tags", "points")
 """Keys of weak supervision (image-level tags, point clicks): what a weakly labelled target sample adds."""
@@ -57,7 +61,7 @@ def to_tensor_sample(sample: Mapping[str, Any]) -> dict[str, torch.Tensor]:
             out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.int64)))
         elif key == "tags":
             out[key] = torch.from_numpy(np.ascontiguousarray(np.asarray(value, dtype=np.float32)))
-        elif key == "label":
+        elif key in CLASS_KEYS:
             out[key] = torch.as_tensor(int(value), dtype=torch.int64)
         else:
             raise KeyError(

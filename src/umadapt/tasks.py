@@ -9,7 +9,13 @@ task              prediction (from the raw head)  loss                          
 ``normals``       L2-normalised -> unit vectors   mean ``1 - cos`` over valid pixels  :class:`NormalMetrics`
 ``segmentation``  logits ``[B,C,H,W]``            cross-entropy, ignore index 255     :class:`SegmentationMetrics`
 ``label``         logits ``[B,C]``                cross-entropy                       :class:`ClassificationMetrics`
+``parity``        logits ``[B,2]``                cross-entropy                       :class:`ClassificationMetrics`
+``magnitude``     logits ``[B,2]``                cross-entropy                       :class:`ClassificationMetrics`
 ================  ==============================  ==================================  =============================
+
+``parity`` and ``magnitude`` are per-image binary tasks derived from a digit label (see :mod:`umadapt.samples`):
+even/odd and 0-4/5-9, a multi-task classification stand-in on the digits (as CIFAR-100's coarse/fine tasks are used
+for multi-task classification). Their heads and metrics have 2 classes whatever the data's ``num_classes``.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class Task:
             options are the metric class's keyword arguments (``model.metric_options``, e.g. depth's
             ``reduction``/``max_depth``).
         labelled: ``labelled(target) -> bool [B]``: which samples carry at least one valid label.
+        categorical: class logits (see the attribute).
     """
 
     name: str
@@ -76,6 +83,9 @@ class Task:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metric: Callable[..., Metric]
     labelled: Callable[[torch.Tensor], torch.Tensor]
+    categorical: bool = False
+    """Whether the prediction is class logits (segmentation and the per-image class tasks): an output-level
+    adversary sees their softmax, and uncertainty weighting treats them as classification."""
 
     def out_channels(self, num_classes: int | None) -> int:
         if self.channels is not None:
@@ -115,6 +125,16 @@ def _classification_metric(num_classes: int | None, **options: Any) -> Metric:
     return ClassificationMetrics(num_classes=num_classes, **options)
 
 
+BINARY_CLASSES = 2
+"""Classes of the derived binary per-image tasks (``parity``, ``magnitude``)."""
+
+
+def _binary_classification_metric(num_classes: int | None, **options: Any) -> Metric:
+    """:class:`ClassificationMetrics` over :data:`BINARY_CLASSES` classes; the data's ``num_classes`` (the digit
+    classes) does not apply to a binary task derived from the label."""
+    return ClassificationMetrics(num_classes=BINARY_CLASSES, **options)
+
+
 def _depth_labelled(target: torch.Tensor) -> torch.Tensor:
     return (target > 0).flatten(1).any(dim=1)
 
@@ -136,10 +156,44 @@ TASKS: dict[str, Task] = {
     "depth": Task("depth", True, 1, F.softplus, _depth_loss, _depth_metric, _depth_labelled),
     "normals": Task("normals", True, 3, _unit_vectors, _normals_loss, _normals_metric, _normals_labelled),
     "segmentation": Task(
-        "segmentation", True, None, _identity, _segmentation_loss, _segmentation_metric, _segmentation_labelled
+        "segmentation",
+        True,
+        None,
+        _identity,
+        _segmentation_loss,
+        _segmentation_metric,
+        _segmentation_labelled,
+        categorical=True,
     ),
     "label": Task(
-        "label", False, None, _identity, _classification_loss, _classification_metric, _classification_labelled
+        "label",
+        False,
+        None,
+        _identity,
+        _classification_loss,
+        _classification_metric,
+        _classification_labelled,
+        categorical=True,
+    ),
+    "parity": Task(
+        "parity",
+        False,
+        BINARY_CLASSES,
+        _identity,
+        _classification_loss,
+        _binary_classification_metric,
+        _classification_labelled,
+        categorical=True,
+    ),
+    "magnitude": Task(
+        "magnitude",
+        False,
+        BINARY_CLASSES,
+        _identity,
+        _classification_loss,
+        _binary_classification_metric,
+        _classification_labelled,
+        categorical=True,
     ),
 }
 

@@ -233,7 +233,7 @@ class MultiTaskModel(pl.LightningModule):
     def adversary_view(self, task: str, prediction: torch.Tensor) -> torch.Tensor:
         """What an output-level adversary sees of a task's prediction: class probabilities for class tasks, the
         prediction itself for the others."""
-        return prediction.softmax(dim=1) if self.task_specs[task].channels is None else prediction
+        return prediction.softmax(dim=1) if self.task_specs[task].categorical else prediction
 
     # -- losses -------------------------------------------------------------------------------------------------
     def task_losses(

@@ -49,7 +49,7 @@ class UncertaintyWeighting(LossWeighting):
         classification = (
             self.classification
             if self.classification is not None
-            else [t for t in self.tasks if get_task(t).channels is None]
+            else [t for t in self.tasks if get_task(t).categorical]
         )
         scale = torch.tensor([1.0 if t in classification else 0.5 for t in self.tasks])
         self.register_buffer("scale", scale, persistent=False)

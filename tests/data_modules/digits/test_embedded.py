@@ -26,7 +26,8 @@ def test_splits_are_disjoint_and_cover_every_digit():
 
 def test_domains_follow_the_sample_conventions():
     for domain in (Digits(train_size=5), DigitsM(train_size=5)):
-        assert isinstance(domain, Domain) and domain.tasks == ("label",) and domain.num_classes == 10
+        assert isinstance(domain, Domain) and domain.num_classes == 10
+        assert domain.tasks == ("label", "parity", "magnitude") and domain.default_tasks == ("label",)
         sample = domain.dataset("train")[0]
         assert sample["image"].shape == (32, 32, 3) and sample["image"].dtype == np.float32
         assert 0.0 <= sample["image"].min() and sample["image"].max() <= 1.0

@@ -37,6 +37,7 @@ from umadapt.cli_args import (
     check_config_order,
     expand_run,
     integer_batch_limits,
+    keep_inference_controls,
     overridden_by_checkpoint,
     quiet_lightning_noise,
     summarize_parse_error,
@@ -108,6 +109,7 @@ class UmadaptCLI(LightningCLI):
                 "weights."
             )
         if ckpt_path and self.subcommand in EVALUATION_SUBCOMMANDS:
+            keep_inference_controls(getattr(self, "_model_before_checkpoint", None), config.get("model"))
             replaced = overridden_by_checkpoint(getattr(self, "_model_before_checkpoint", None), config.get("model"))
             if replaced:
                 rank_zero_warn(

@@ -184,13 +184,29 @@ def summarize_parse_error(message: str) -> str:
     if nested:
         where, given = f"{where}.init_args.{nested.group(1)}" if where else nested.group(1), nested.group(2)
     if problem:
-        text = problem + (f" by {class_path}" if class_path else "")
+        text = problem + (f" by {class_path}" if class_path else "") + _accepted_by(problem)
     elif expected:
         text = f"expected {' or '.join(expected)}" + (f", got {given!r}" if given is not None else "")
     else:
         text = details[-1] if details else lines[0]
     prefix = f"{where}: " if where else ""
     return f"{prefix}{text} (umadapt <subcommand> --config ... --print_config lists the valid keys)"
+
+
+def _accepted_by(problem: str) -> str:
+    """``"; only <methods> accept it"`` when the option a parse error refuses is an inference-time control of some
+    methods (``inference_controls``, e.g. ``preference``), else ``""``."""
+    option = re.search(r"Option '([^']+)' is not accepted", problem)
+    if not option:
+        return ""
+    import umadapt.methods
+
+    owners = [
+        f"umadapt.methods.{name}"
+        for name in umadapt.methods.__all__
+        if option.group(1) in getattr(getattr(umadapt.methods, name), "inference_controls", ())
+    ]
+    return f"; only {', '.join(owners)} accept{'s' if len(owners) == 1 else ''} it" if owners else ""
 
 
 class _DropMessages(logging.Filter):
@@ -214,6 +230,35 @@ def quiet_lightning_noise() -> None:
         r"The dirpath has changed from",
     ):
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def keep_inference_controls(before: Any, after: Any) -> list[str]:
+    """Put back the configured values of the model's inference-time controls (the class attribute
+    ``inference_controls``, e.g. a controllable model's ``preference`` and ``budget``) after Lightning replaced the
+    model config with a checkpoint's hyperparameters: they say what to run, not how the model was trained. Returns
+    the keys put back."""
+    if before is None or after is None:
+        return []
+    class_path = _get(before, "class_path")
+    module, _, name = str(class_path or "").rpartition(".")
+    try:
+        controls = tuple(getattr(getattr(importlib.import_module(module), name), "inference_controls", ()))
+    except (ImportError, AttributeError, ValueError):
+        return []
+    configured, merged = _get(before, "init_args"), _get(after, "init_args")
+    kept = []
+    for key in controls:
+        value = _get(configured, key)
+        if value is not None and merged is not None:
+            merged[key] = value
+            kept.append(key)
+    return kept
+
+
+def _get(value: Any, key: str) -> Any:
+    if value is None:
+        return None
+    return value.get(key) if hasattr(value, "get") else getattr(value, key, None)
 
 
 def overridden_by_checkpoint(before: Any, after: Any, prefix: str = "model") -> list[str]:

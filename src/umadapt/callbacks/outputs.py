@@ -150,6 +150,8 @@ class PredictionWriter(RunFolderCallback, BasePredictionWriter):
     without its suffix when the data are read from files with unique names (folder format and the other real-data
     readers, see :func:`sample_names`), otherwise its index ``NNNNN``.
 
+    - ``request.json``, for a model controlled by a request (:class:`~umadapt.methods.ControllableMultiTask`): the
+      preference and budget it ran, its tree and the tree's MACs;
     - ``<name>_image.png`` and ``<name>_<task>.png``: the input and colourised predictions, for looking at;
     - with ``raw`` (default), the values, in the folder format's layout (``docs/real_datasets.md``), so they can be
       reused or read back as labels: ``depth/<name>.png`` (16-bit PNG, millimetres, 0 = invalid, clipped at
@@ -176,6 +178,11 @@ class PredictionWriter(RunFolderCallback, BasePredictionWriter):
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.count, self._names, self._labels = 0, {}, None
+        request_info = getattr(pl_module, "request_info", None)
+        folder = Path(self.output_dir) if self.output_dir else (self.folder / "predictions" if self.folder else None)
+        if request_info is not None and folder is not None and trainer.is_global_zero:
+            folder.mkdir(parents=True, exist_ok=True)  # a controllable model: the request it ran and its tree
+            (folder / "request.json").write_text(json.dumps(request_info(), indent=2) + "\n")
 
     def _sample_names(self, trainer: pl.Trainer, dataloader_idx: int) -> list[str] | None:
         if dataloader_idx not in self._names:

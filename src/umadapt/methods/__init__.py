@@ -5,6 +5,7 @@ from umadapt.methods.adaptsegnet import OutputSpaceAdaptation
 from umadapt.methods.base import MultiTaskModel
 from umadapt.methods.cycada import CyCADATranslator
 from umadapt.methods.dann import DANN
+from umadapt.methods.dynamic import ControllableMultiTask
 from umadapt.methods.reference import SourceOnly, TargetOracle
 from umadapt.methods.self_training import SelfTraining
 from umadapt.methods.umadapt import UMAdapt
@@ -18,3 +19,4 @@ __all__ += ["UniversalRepresentations"]
 __all__ += ["SelfTraining"]
 __all__ += ["CyCADATranslator"]
 __all__ += ["OutputSpaceAdaptation", "WeakLabelAdaptation"]
+__all__ += ["ControllableMultiTask"]

@@ -13,6 +13,7 @@ from umadapt.nn.contour import ContourDecoder
 from umadapt.nn.cross_task import CrossTaskDistillation, CrossTaskNet
 from umadapt.nn.decoders import ClassificationHead, DenseDecoder
 from umadapt.nn.digits import DigitEncoder, MLPClassificationHead
+from umadapt.nn.dynamic import EdgeHypernet, Tree, TreeEncoder, WeightHypernet
 from umadapt.nn.encoders import ResNetEncoder, TinyResNetEncoder
 from umadapt.nn.gradient_reversal import GradientReversal, grad_reverse
 from umadapt.nn.multitask import CrossStitchEncoder, CrossStitchUnit, ProgressiveEncoder
@@ -33,3 +34,4 @@ __all__ += [
 ]
 __all__ += ["ContourDecoder", "CrossTaskDistillation", "CrossTaskNet"]
 __all__ += ["CrossStitchEncoder", "CrossStitchUnit", "ProgressiveEncoder"]
+__all__ += ["EdgeHypernet", "Tree", "TreeEncoder", "WeightHypernet"]

@@ -76,6 +76,11 @@ sweep-%: $(STAMP) ## Validate, create and start the W&B sweep experiments/sweeps
 bench-mtl: $(STAMP) ## Multi-task learning on SynthRooms: 13 configs x 3 seeds (~50 min on 2 cores) -> results/mtl.md
 	$(BENCH) mtl --seeds $(SEEDS) $(BENCH_ARGS) --out $(OUT_DIR)/mtl.md --runs-dir $(RUNS_DIR)/mtl
 
+.PHONY: bench-dynamic
+bench-dynamic: $(STAMP) ## Controllable dynamic multi-task nets (DYMU) vs baselines over preferences x budgets, SynthRooms + digits, 3 seeds (~1 h on 2 cores) -> results/dynamic.md
+	$(BENCH) dynamic --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) --out $(OUT_DIR)/dynamic.md \
+		--runs-dir $(RUNS_DIR)/dynamic
+
 # SELECT_ARGS passes options to both selections, e.g. SELECT_ARGS=--resume (python -m umadapt.bench select --help).
 SELECT_ARGS ?=
 .PHONY: bench-selection

@@ -1,9 +1,10 @@
-"""``python -m umadapt.bench {run,pairs,mtl,speed,select} ...``: the benchmark commands (``--help`` after one for
-its options).
+"""``python -m umadapt.bench {run,pairs,mtl,dynamic,speed,select} ...``: the benchmark commands (``--help`` after
+one for its options).
 
 python -m umadapt.bench run synthrooms --seeds 0 1 2 --out results/synthrooms.md
 python -m umadapt.bench pairs office31 --out-dir results/office31
 python -m umadapt.bench mtl --out results/mtl.md
+python -m umadapt.bench dynamic --out results/dynamic.md
 python -m umadapt.bench speed --out results/speed.md
 python -m umadapt.bench select experiments/selection/digits_dann.yaml --runs-dir runs --out results/selection_digits.md
 """
@@ -18,6 +19,7 @@ COMMANDS = {
     "run": "umadapt.bench.runner",
     "pairs": "umadapt.bench.pairs",
     "mtl": "umadapt.bench.mtl",
+    "dynamic": "umadapt.bench.dynamic",
     "speed": "umadapt.bench.speed",
     "select": "umadapt.bench.selection",
 }

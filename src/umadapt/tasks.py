@@ -151,6 +151,20 @@ def _classification_labelled(target: torch.Tensor) -> torch.Tensor:
     return target >= 0
 
 
+def _binary_task(name: str) -> Task:
+    """A per-image task of :data:`BINARY_CLASSES` classes derived from a label (``parity``, ``magnitude``)."""
+    return Task(
+        name,
+        False,
+        BINARY_CLASSES,
+        _identity,
+        _classification_loss,
+        _binary_classification_metric,
+        _classification_labelled,
+        categorical=True,
+    )
+
+
 # Named functions, not lambdas: models hold their tasks and must pickle (ddp_spawn, DataLoader workers).
 TASKS: dict[str, Task] = {
     "depth": Task("depth", True, 1, F.softplus, _depth_loss, _depth_metric, _depth_labelled),
@@ -175,26 +189,8 @@ TASKS: dict[str, Task] = {
         _classification_labelled,
         categorical=True,
     ),
-    "parity": Task(
-        "parity",
-        False,
-        BINARY_CLASSES,
-        _identity,
-        _classification_loss,
-        _binary_classification_metric,
-        _classification_labelled,
-        categorical=True,
-    ),
-    "magnitude": Task(
-        "magnitude",
-        False,
-        BINARY_CLASSES,
-        _identity,
-        _classification_loss,
-        _binary_classification_metric,
-        _classification_labelled,
-        categorical=True,
-    ),
+    "parity": _binary_task("parity"),
+    "magnitude": _binary_task("magnitude"),
 }
 
 

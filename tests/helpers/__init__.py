@@ -203,6 +203,33 @@ class ToyDomain(Domain):
         return _ToyDataset(self.seed, split, self.size, self.image_size[0], self.shift, self.unlabelled)
 
 
+TINY_CLI = [*small_data(train_size=4), "--trainer.accelerator=cpu"]
+"""CLI overrides for one-batch runs on tiny data (4 training samples per domain) on the CPU."""
+
+
+def one_step_run(root: Path, stack: Iterable[Path], *extra: str) -> Path:
+    """``last.ckpt`` of a one-batch ``fit`` of the config ``stack`` on tiny data (:data:`TINY_CLI`), without
+    validation, logged under ``root``: a stage that a later stage's config starts from."""
+    from umadapt.cli import main
+
+    main(
+        [
+            "fit",
+            *config_args(*stack),
+            *TINY_CLI,
+            *extra,
+            "--trainer.max_steps=-1",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=0",
+            f"--trainer.logger.init_args.save_dir={root}",
+            "--trainer.logger.init_args.version=run",
+        ]
+    )
+    (checkpoint,) = root.rglob("last.ckpt")
+    return checkpoint
+
+
 # -- the smoke run of a config --------------------------------------------------------------------------------------
 ONE_BATCH = [
     "--trainer.max_epochs=1",

@@ -18,10 +18,11 @@ from pytorch_lightning.loggers import CSVLogger
 
 from data_modules import PairedDataModule
 from tests.helpers import (
+    TINY_CLI,
     ToyDomain,
     config_args,
     fit_test_predict,
-    small_data,
+    one_step_run,
     stack_id,
     tiny_model,
     tiny_trainer,
@@ -312,38 +313,18 @@ TASK_STAGE_CONFIGS = [
     )
 ]
 """Each stack as the benchmark registry composes it (experiments/benchmarks.yaml)."""
-TINY = [*small_data(train_size=4), "--trainer.accelerator=cpu"]
+TINY = TINY_CLI
 
 
 def _benchmark(stack: list[Path]) -> str:
     return stack[0].parent.name
 
 
-def _one_step_run(root: Path, stack: list[Path], *extra: str) -> Path:
-    """``last.ckpt`` of a one-batch ``fit`` of ``stack`` on tiny data, without validation."""
-    main(
-        [
-            "fit",
-            *config_args(*stack),
-            *TINY,
-            *extra,
-            "--trainer.max_steps=-1",
-            "--trainer.max_epochs=1",
-            "--trainer.limit_train_batches=1",
-            "--trainer.limit_val_batches=0",
-            f"--trainer.logger.init_args.save_dir={root}",
-            "--trainer.logger.init_args.version=run",
-        ]
-    )
-    (checkpoint,) = root.rglob("last.ckpt")
-    return checkpoint
-
-
 @pytest.fixture(scope="module")
 def source_only_runs(tmp_path_factory) -> dict[str, Path]:
     """One-step source-only runs of Digits and SynthRooms on tiny data: the task networks of the translators."""
     return {
-        name: _one_step_run(tmp_path_factory.mktemp(f"{name}_source_only"), STACKS[f"{name}/source_only.yaml"])
+        name: one_step_run(tmp_path_factory.mktemp(f"{name}_source_only"), STACKS[f"{name}/source_only.yaml"])
         for name in ("digits", "synthrooms")
     }
 
@@ -352,7 +333,7 @@ def source_only_runs(tmp_path_factory) -> dict[str, Path]:
 def translators(tmp_path_factory, source_only_runs) -> dict[str, Path]:
     """One-batch translator runs of each benchmark's cycada_translator.yaml on those task networks."""
     return {
-        name: _one_step_run(
+        name: one_step_run(
             tmp_path_factory.mktemp(f"{name}_translator"),
             STACKS[f"{name}/cycada_translator.yaml"],
             f"--model.init_args.task_checkpoint={source_only_runs[name]}",

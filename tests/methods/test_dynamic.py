@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from data_modules import PairedDataModule
-from tests.helpers import EXPERIMENTS, ToyDomain, config_args, small_data, stack_id, tiny_trainer
+from tests.helpers import (
+    EXPERIMENTS,
+    TINY_CLI,
+    ToyDomain,
+    config_args,
+    one_step_run,
+    stack_id,
+    tiny_trainer,
+)
 from umadapt.cli import main
 from umadapt.errors import ConfigError
 from umadapt.methods import ControllableMultiTask, SourceOnly
@@ -173,32 +181,14 @@ def test_the_weight_modulation_is_deterministic_and_follows_the_request():
 
 
 # -- the YAMLs through the CLI ----------------------------------------------------------------------------------------
-TINY = [*small_data(train_size=4), "--trainer.accelerator=cpu"]
+TINY = TINY_CLI
 STAGES = [[DYNAMIC / "base.yaml", DYNAMIC / "edges.yaml"], [DYNAMIC / "base.yaml", DYNAMIC / "weights.yaml"]]
-
-
-def _one_step_run(root: Path, stack: list[Path], *extra: str) -> Path:
-    main(
-        [
-            "fit",
-            *config_args(*stack),
-            *TINY,
-            *extra,
-            "--trainer.max_epochs=1",
-            "--trainer.limit_train_batches=1",
-            "--trainer.limit_val_batches=0",
-            f"--trainer.logger.init_args.save_dir={root}",
-            "--trainer.logger.init_args.version=run",
-        ]
-    )
-    (checkpoint,) = root.rglob("last.ckpt")
-    return checkpoint
 
 
 @pytest.fixture(scope="module")
 def stage_runs(tmp_path_factory) -> dict[str, Path]:
-    anchor = _one_step_run(tmp_path_factory.mktemp("anchor"), [DYNAMIC / "base.yaml"])
-    edges = _one_step_run(tmp_path_factory.mktemp("edges"), STAGES[0], f"--model.init_args.init_checkpoint={anchor}")
+    anchor = one_step_run(tmp_path_factory.mktemp("anchor"), [DYNAMIC / "base.yaml"])
+    edges = one_step_run(tmp_path_factory.mktemp("edges"), STAGES[0], f"--model.init_args.init_checkpoint={anchor}")
     return {"edges": anchor, "weights": edges}
 
 

@@ -18,7 +18,7 @@ default); ``train_size``/``val_size``/``test_size`` take the first images of a b
 
 Every sample carries the digit ``label`` (10 classes) and the two binary tasks derived from it, ``parity`` and
 ``magnitude`` (:data:`~data_modules.digits.dataset.DIGIT_TASKS`): a multi-task classification benchmark in miniature.
-``data.tasks`` picks the ones a run loads (``[label]`` for the single-task benchmark; unset, all three).
+``data.tasks`` picks the ones a run loads; unset, ``label`` alone (the domains' ``default_tasks``).
 """
 
 from __future__ import annotations

@@ -95,10 +95,8 @@ def _config_files(args: list[str]) -> list[str]:
 def _accepted_arguments(class_path: str) -> set[str] | None:
     """The constructor arguments of ``class_path``, following ``**kwargs`` into the base classes (``None`` when the
     class cannot be imported or takes arbitrary keywords)."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+    cls = _import_class(class_path)
+    if cls is None:
         return None
     accepted: set[str] = set()
     for klass in cls.__mro__:
@@ -110,6 +108,15 @@ def _accepted_arguments(class_path: str) -> set[str] | None:
         if not any(v.kind is v.VAR_KEYWORD for v in parameters.values()):
             return accepted
     return None
+
+
+def _import_class(class_path: str) -> type | None:
+    """The class a ``class_path`` names, or ``None`` when it cannot be imported."""
+    module, _, name = str(class_path or "").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def check_config_order(args: list[str]) -> None:
@@ -239,12 +246,7 @@ def keep_inference_controls(before: Any, after: Any) -> list[str]:
     the keys put back."""
     if before is None or after is None:
         return []
-    class_path = _get(before, "class_path")
-    module, _, name = str(class_path or "").rpartition(".")
-    try:
-        controls = tuple(getattr(getattr(importlib.import_module(module), name), "inference_controls", ()))
-    except (ImportError, AttributeError, ValueError):
-        return []
+    controls = tuple(getattr(_import_class(_get(before, "class_path")), "inference_controls", ()))
     configured, merged = _get(before, "init_args"), _get(after, "init_args")
     kept = []
     for key in controls:

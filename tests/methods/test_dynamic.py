@@ -127,12 +127,6 @@ def test_inactive_tasks_are_pulled_to_their_most_affine_active_task():
     assert active.item() == pytest.approx(torch.log(torch.tensor(3.0)).item())
 
 
-def test_ties_share_their_average_rank():
-    from umadapt.methods.dynamic import _ranks
-
-    assert _ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
-
-
 def test_a_fixed_tree_ignores_the_budget():
     model = _model(stage="weights", tree="shared", train_anchor=True).eval()
     torch.nn.init.normal_(model.weight_hypernet.net[4].weight, std=0.1)

@@ -3,6 +3,8 @@ closed in both directions."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from umadapt.metrics import (
     delta_mtl,
     gap_closed,
     is_lower_better,
+    spearman,
 )
 
 
@@ -82,3 +85,10 @@ def test_gap_closed_both_directions():
         gap_closed(0.3, 0.4, 0.4, lower_is_better=True)
     with pytest.warns(UserWarning, match="not better"):
         gap_closed(0.3, 0.2, 0.5, lower_is_better=True)
+
+
+def test_spearman_gives_ties_their_average_rank():
+    """[3, 1, 3, 2] ranks as [3.5, 1, 3.5, 2]: against [4, 1, 3, 2] that is 4.5 / sqrt(4.5 * 5), and against the
+    average ranks themselves exactly 1."""
+    assert spearman([3, 1, 3, 2], [4, 1, 3, 2]) == pytest.approx(4.5 / math.sqrt(4.5 * 5))
+    assert spearman([3, 1, 3, 2], [3.5, 1, 3.5, 2]) == pytest.approx(1.0)

@@ -36,7 +36,7 @@ from umadapt.bench import report
 from umadapt.bench.registry import Benchmark, get_benchmark
 from umadapt.bench.runner import add_run_arguments, checkpoint_path, run_benchmark, run_dir, select_methods
 from umadapt.errors import ConfigError
-from umadapt.metrics import is_lower_better
+from umadapt.metrics import is_lower_better, spearman
 
 __all__ = [
     "BUDGETS",
@@ -156,21 +156,6 @@ def _slices(points: list[list[float]], ref: list[float]) -> float:
         if point[-1] > floor:
             volume += (point[-1] - floor) * _slices([p[:-1] for p in points[: i + 1]], ref[:-1])
     return volume
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation, with average ranks for ties. A constant vector (no ranking) gives 0: a model
-    whose quality does not move with the preference matches it no better than chance. ``NaN`` if a value is."""
-    from scipy.stats import rankdata
-
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"spearman needs two vectors of the same length >= 2, got {len(x)} and {len(y)}.")
-    if not all(math.isfinite(v) for v in (*x, *y)):
-        return math.nan
-    rx, ry = rankdata(x, method="average"), rankdata(y, method="average")
-    dx, dy = rx - rx.mean(), ry - ry.mean()
-    norm = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
-    return 0.0 if norm == 0 else float((dx * dy).sum()) / norm
 
 
 def compute_control(points: Sequence[Mapping[str, Any]], budgets: Sequence[float] = BUDGETS) -> dict[str, Any]:

@@ -179,10 +179,16 @@ class PredictionWriter(RunFolderCallback, BasePredictionWriter):
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.count, self._names, self._labels = 0, {}, None
         request_info = getattr(pl_module, "request_info", None)
-        folder = Path(self.output_dir) if self.output_dir else (self.folder / "predictions" if self.folder else None)
+        folder = self._output_folder()
         if request_info is not None and folder is not None and trainer.is_global_zero:
             folder.mkdir(parents=True, exist_ok=True)  # a controllable model: the request it ran and its tree
             (folder / "request.json").write_text(json.dumps(request_info(), indent=2) + "\n")
+
+    def _output_folder(self) -> Path | None:
+        """Where predictions go: ``output_dir``, else ``<run>/predictions``; ``None`` for a run without a folder."""
+        if self.output_dir:
+            return Path(self.output_dir)
+        return self.folder / "predictions" if self.folder is not None else None
 
     def _sample_names(self, trainer: pl.Trainer, dataloader_idx: int) -> list[str] | None:
         if dataloader_idx not in self._names:
@@ -202,11 +208,11 @@ class PredictionWriter(RunFolderCallback, BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if not self.output_dir and self.folder is None:
+        folder = self._output_folder()
+        if folder is None:
             if batch_idx == 0 and dataloader_idx == 0:
                 print("umadapt: the run has no folder (no logger): pass --predictions.output_dir to write predictions.")
             return
-        folder = Path(self.output_dir) if self.output_dir else self.folder / "predictions"
         size = prediction["image"].shape[0]
         indices = list(batch_indices) if batch_indices else list(range(self.count, self.count + size))
         names = self._sample_names(trainer, dataloader_idx) if batch_indices else None

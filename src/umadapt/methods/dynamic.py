@@ -68,16 +68,16 @@ from umadapt.checkpoints import load_partial_state
 from umadapt.errors import ConfigError
 from umadapt.methods.base import METRIC_NAMES, MultiTaskModel
 from umadapt.methods.checks import check_non_negative
+from umadapt.metrics import spearman
 from umadapt.nn.dynamic import (
-    NUM_DEPTHS,
     EdgeHypernet,
     Tree,
     TreeEncoder,
     WeightHypernet,
     check_request,
+    normalized_compute,
     relaxed_parents,
     relaxed_usage,
-    run_block,
 )
 from umadapt.nn.freeze import train_only
 from umadapt.weighting import FixedWeighting
@@ -86,18 +86,6 @@ __all__ = ["ControllableMultiTask", "branching_regularizer", "task_affinity"]
 
 STAGES = ("anchor", "edges", "weights")
 TREES = ("learned", "shared", "separate")
-
-
-def _ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks of ``values`` (1-D), ties sharing their average rank (as Spearman's correlation needs)."""
-    unique, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).to(values.dtype)
-    return (ends - (counts.to(values.dtype) - 1) / 2)[inverse]
-
-
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = a - a.mean(), b - b.mean()
-    return (a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12)
 
 
 def task_affinity(features: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
@@ -118,10 +106,10 @@ def task_affinity(features: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
             x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
             rdm = 1.0 - x @ x.T
             upper = torch.triu_indices(rdm.shape[0], rdm.shape[0], offset=1)
-            rdms.append(_ranks(rdm[upper[0], upper[1]]))
+            rdms.append(rdm[upper[0], upper[1]].numpy())
         for i in range(num):
             for j in range(num):
-                affinity[i, j] += _pearson(rdms[i], rdms[j]) / depths
+                affinity[i, j] += spearman(rdms[i], rdms[j]) / depths
     return affinity.float()
 
 
@@ -374,13 +362,9 @@ class ControllableMultiTask(MultiTaskModel):
         images = torch.stack([dataset[i]["image"] for i in range(count)]).to(self.device)
         was_training = self.encoder.training
         self.encoder.eval()
-        per_stream = [[] for _ in self.tasks]
-        for j in range(len(self.tasks)):
-            x = images
-            for d in range(NUM_DEPTHS):
-                x = run_block(self.encoder.streams[j], d, x)
-                per_stream[j].append(x.float().cpu())
+        features = self.encoder.run_tree(images, Tree.separate(len(self.tasks)))  # stream t is task t's path
         self.encoder.train(was_training)
+        per_stream = [[x.float().cpu() for x in features[t]] for t in self.tasks]
         self.task_affinity.copy_(task_affinity(per_stream).to(self.task_affinity.device))
         rank_zero_info(f"task affinity ({', '.join(self.tasks)}):\n{self.task_affinity.cpu().numpy().round(3)}")
 
@@ -403,20 +387,19 @@ class ControllableMultiTask(MultiTaskModel):
             image = image.contiguous(memory_format=torch.channels_last)
         size = tuple(image.shape[-2:])
         batch_size = image.shape[0]
-        if self.stage == "anchor":
-            losses = self.task_losses(self.decode(self.encoder.run_tree(image, self.tree_for()), size), source)
-            weights = [len(self.tasks) * v for v in self.train_preference or [1.0 / len(self.tasks)] * len(losses)]
-            total = sum(w * losses[t] for w, t in zip(weights, self.tasks))
-            self.log_losses("source", losses, batch_size, total, prog_bar=True)
-            self.log(METRIC_NAMES["total"], total.detach(), batch_size=batch_size)
-            return total
-        r, c = self.sample_request()
-        if self.stage == "edges" and self.tree_mode == "learned":
+        if self.stage == "anchor":  # the anchor's tree, with N r_t as loss weights (1 without a train preference)
+            num = len(self.tasks)
+            r = torch.tensor([num * v for v in self.train_preference or [1.0 / num] * num], device=self.device)
+            features = self.encoder.run_tree(image, self.tree_for())
+            extra, log = image.new_zeros(()), {}
+        elif self.stage == "edges" and self.tree_mode == "learned":
+            r, c = self.sample_request()
             logits = self.edge_hypernet(r, c)
             parents = relaxed_parents(logits, self.temperature)
             features = self.encoder.run_relaxed(image, parents)
             extra, log = self.structure_terms(logits, r, c, parents)
         else:
+            r, c = self.sample_request()
             features = self.encoder.run_tree(image, self.tree_for(r.tolist(), float(c)), self._film(r, c))
             extra, log = image.new_zeros(()), {}
         losses = self.task_losses(self.decode(features, size), source)
@@ -441,17 +424,13 @@ class ControllableMultiTask(MultiTaskModel):
         )
         if parents is None:
             parents = relaxed_parents(logits, self.temperature)
-        compute = self._normalized(relaxed_usage(parents))
+        usage = relaxed_usage(parents)
+        macs = (usage * usage.new_tensor(self.depth_macs)[:, None]).sum()
+        compute = normalized_compute(macs, self.depth_macs, len(self.tasks))
         compute_term = (compute - c).abs()
         total = self.branching_weight * regularizer + self.compute_weight * compute_term
         parts = {"branching": regularizer, "active": l_active, "inactive": l_inactive, "compute": compute_term}
         return total, {**parts, "relaxed_compute": compute}
-
-    def _normalized(self, usage: torch.Tensor) -> torch.Tensor:
-        """Normalised compute of a node usage ``[D, N]`` (0: one stream, 1: every stream)."""
-        macs = usage.new_tensor(self.depth_macs)
-        low = macs.sum()
-        return ((usage * macs[:, None]).sum() - low) / (low * (len(self.tasks) - 1))
 
     # -- evaluation -------------------------------------------------------------------------------------------------
     def _log_tree(self, stage: str) -> None:

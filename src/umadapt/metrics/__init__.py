@@ -10,7 +10,7 @@ every rank's counts into one tensor.
 
 from umadapt.metrics.classification import CLASSIFICATION_KEYS, ClassificationMetrics
 from umadapt.metrics.depth import DEPTH_KEYS, DepthMetrics
-from umadapt.metrics.mtl import HIGHER_IS_BETTER, LOWER_IS_BETTER, delta_mtl, gap_closed, is_lower_better
+from umadapt.metrics.mtl import HIGHER_IS_BETTER, LOWER_IS_BETTER, delta_mtl, gap_closed, is_lower_better, spearman
 from umadapt.metrics.normals import NORMAL_KEYS, NormalMetrics
 from umadapt.metrics.segmentation import (
     SEGMENTATION_KEYS,
@@ -33,6 +33,7 @@ __all__ = [
     "delta_mtl",
     "gap_closed",
     "is_lower_better",
+    "spearman",
     "LOWER_IS_BETTER",
     "HIGHER_IS_BETTER",
 ]

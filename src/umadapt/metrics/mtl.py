@@ -1,12 +1,13 @@
-"""Multi-task summary scores: the Delta_MTL relative change and the fraction of a domain gap closed."""
+"""Multi-task summary scores: the Delta_MTL relative change, the fraction of a domain gap closed, and Spearman's rank
+correlation (preference matching, task affinity)."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["LOWER_IS_BETTER", "HIGHER_IS_BETTER", "is_lower_better", "delta_mtl", "gap_closed"]
+__all__ = ["LOWER_IS_BETTER", "HIGHER_IS_BETTER", "is_lower_better", "delta_mtl", "gap_closed", "spearman"]
 
 LOWER_IS_BETTER = frozenset({"abs_rel", "sq_rel", "rmse", "rmse_log", "abs_err", "mean", "median"})
 """Metric keys (of :class:`DepthMetrics` and :class:`NormalMetrics`) where lower is better. ``rmse`` is
@@ -124,3 +125,20 @@ def gap_closed(method: float, source_only: float, oracle: float, lower_is_better
             stacklevel=2,
         )
     return (method - source_only) / gap
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation, with average ranks for ties. A constant vector (no ranking) gives 0, no
+    association: a model whose quality does not move with the preference matches it no better than chance. ``NaN``
+    if a value is. Used for preference matching (``umadapt.bench.dynamic``) and task affinity
+    (:func:`umadapt.methods.dynamic.task_affinity`)."""
+    from scipy.stats import rankdata
+
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"spearman needs two vectors of the same length >= 2, got {len(x)} and {len(y)}.")
+    if not all(math.isfinite(v) for v in (*x, *y)):
+        return math.nan
+    rx, ry = rankdata(x, method="average"), rankdata(y, method="average")
+    dx, dy = rx - rx.mean(), ry - ry.mean()
+    norm = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
+    return 0.0 if norm == 0 else float((dx * dy).sum()) / norm

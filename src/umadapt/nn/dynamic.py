@@ -30,12 +30,14 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from umadapt.errors import ConfigError
+from umadapt.nn.multitask import run_stage
 
 __all__ = [
     "EdgeHypernet",
@@ -44,12 +46,13 @@ __all__ = [
     "WeightHypernet",
     "block_macs",
     "check_request",
+    "normalized_compute",
     "relaxed_parents",
     "relaxed_usage",
-    "run_block",
 ]
 
 NUM_DEPTHS = 4
+T = TypeVar("T", float, Tensor)
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,7 @@ class Tree:
 
     def normalized_compute(self, depth_macs: Sequence[float]) -> float:
         """Compute in ``[0, 1]``: 0 for one shared stream, 1 for ``N`` separate streams."""
-        low = float(sum(depth_macs))
-        high = low * self.num_tasks
-        return 0.0 if high == low else (self.macs(depth_macs) - low) / (high - low)
+        return normalized_compute(self.macs(depth_macs), depth_macs, self.num_tasks)
 
     def describe(self, tasks: Sequence[str]) -> str:
         """The tree as text: per depth, which tasks share which block, e.g.
@@ -146,6 +147,13 @@ class Tree:
             "paths": {tasks[t]: paths[t] for t in range(self.num_tasks)},
             "blocks_per_depth": [len(nodes) for nodes in self.used()],
         }
+
+
+def normalized_compute(macs: T, depth_macs: Sequence[float], num_streams: int) -> T:
+    """``macs`` of some nodes (a float, or a tensor for a relaxed tree) on the scale of one shared stream (0) to
+    ``num_streams`` separate streams (1)."""
+    low = float(sum(depth_macs))
+    return 0.0 * macs if num_streams == 1 else (macs - low) / (low * (num_streams - 1))
 
 
 def check_request(preference: Sequence[float] | None, budget: float | None, tasks: Sequence[str]) -> tuple:
@@ -290,19 +298,12 @@ def block_macs(column: nn.Module, image_size: Sequence[int], in_channels: int = 
             x = torch.zeros(1, in_channels, *[int(s) for s in image_size])
             for d in range(NUM_DEPTHS):
                 current[0] = 0.0
-                x = run_block(probe, d, x)
+                x = run_stage(probe, d, x)
                 counts.append(current[0])
     finally:
         for handle in handles:
             handle.remove()
     return counts
-
-
-def run_block(column: nn.Module, depth: int, x: Tensor) -> Tensor:
-    """Block ``depth`` of a ResNet column; block 0 is the stem followed by stage 1."""
-    if depth == 0:
-        x = column.maxpool(column.relu(column.bn1(column.conv1(x))))
-    return column.stages[depth](x)
 
 
 def _modulate(x: Tensor, film: tuple[Tensor, Tensor] | None, stream: int) -> Tensor:
@@ -387,7 +388,7 @@ class TreeEncoder(nn.Module):
             level: dict[int, Tensor] = {}
             for stream in sorted({path[d] for path in paths}):
                 x = image if d == 0 else outputs[d - 1][tree.choice[d - 1][stream]]
-                level[stream] = _modulate(run_block(self.streams[stream], d, x), film and film[d], stream)
+                level[stream] = _modulate(run_stage(self.streams[stream], d, x), film and film[d], stream)
             outputs.append(level)
         return {task: [outputs[d][paths[t][d]] for d in range(tree.depths)] for t, task in enumerate(self.tasks)}
 
@@ -406,7 +407,7 @@ class TreeEncoder(nn.Module):
                     x = image
                 else:
                     x = torch.einsum("k,kbchw->bchw", parents[d - 1, j].to(outputs[-1].dtype), outputs[-1])
-                nodes.append(_modulate(run_block(self.streams[j], d, x), film and film[d], j))
+                nodes.append(_modulate(run_stage(self.streams[j], d, x), film and film[d], j))
             outputs.append(torch.stack(nodes))
         features: dict[str, list[Tensor]] = {}
         for t, task in enumerate(self.tasks):

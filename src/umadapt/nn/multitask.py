@@ -35,14 +35,15 @@ from umadapt.checkpoints import load_partial_state
 from umadapt.errors import ConfigError
 from umadapt.nn.freeze import freeze
 
-__all__ = ["CrossStitchEncoder", "CrossStitchUnit", "ProgressiveEncoder"]
+__all__ = ["CrossStitchEncoder", "CrossStitchUnit", "ProgressiveEncoder", "run_stage"]
 
 NUM_STAGES = 4
 _BACKBONE_PARTS = ("conv1", "bn1", "relu", "maxpool", "stages", "out_channels", "reductions", "output_stride")
 
 
-def _run_stage(column: nn.Module, index: int, x: Tensor) -> Tensor:
-    """Stage ``index`` of a ResNet column; the stem runs in front of stage 0."""
+def run_stage(column: nn.Module, index: int, x: Tensor) -> Tensor:
+    """Stage ``index`` of a 4-stage ResNet column; the stem runs in front of stage 0 (the per-task encoders here and the
+    tree encoder of :mod:`umadapt.nn.dynamic` run their columns one stage at a time)."""
     if index == 0:
         x = column.maxpool(column.relu(column.bn1(column.conv1(x))))
     return column.stages[index](x)
@@ -210,7 +211,7 @@ class CrossStitchEncoder(_PerTaskEncoder):
         xs = [x] * len(self.tasks)
         features: dict[str, list[Tensor]] = {t: [] for t in self.tasks}
         for index in range(NUM_STAGES):
-            xs = self.units[index]([_run_stage(col, index, h) for col, h in zip(self.columns, xs)])
+            xs = self.units[index]([run_stage(col, index, h) for col, h in zip(self.columns, xs)])
             for task, h in zip(self.tasks, xs):
                 features[task].append(h)
         return features
@@ -299,7 +300,7 @@ class ProgressiveEncoder(_PerTaskEncoder):
                 for index in range(NUM_STAGES):
                     if index > 0 and k > 0:
                         h = h + sum(u(hidden[j][index - 1]) for j, u in enumerate(self.laterals[k][index - 1]))
-                    h = _run_stage(column, index, h)
+                    h = run_stage(column, index, h)
                     outputs.append(h)
             hidden.append(outputs)
         return {task: hidden[k] for k, task in enumerate(self.tasks)}

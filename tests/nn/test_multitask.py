@@ -136,9 +136,7 @@ def test_progressive_laterals_read_earlier_columns_only():
     assert not torch.equal(after["normals"][0], before["normals"][0])  # column 1 changed itself
     assert not torch.equal(after["segmentation"][1], before["segmentation"][1])  # column 2 reads column 0
     assert torch.equal(after["segmentation"][0], before["segmentation"][0])  # stage 1 has no laterals
-    manual = run_stage(
-        encoder.columns[2], 1, before["segmentation"][0] + encoder.laterals[2][0][0](before["depth"][0])
-    )
+    manual = run_stage(encoder.columns[2], 1, before["segmentation"][0] + encoder.laterals[2][0][0](before["depth"][0]))
     assert torch.allclose(after["segmentation"][1], manual)
 
 

@@ -47,7 +47,10 @@ def test_markdown_rows_and_chart_panels():
     row = "| hard_fixed | 0.4000 ± 0.0000 | 22.00 ± 0.00 | 0.5000 ± 0.0000 | +11.67 ± 0.00 | +8.33 ± 0.00 | 1 k |"
     assert row in text
     assert "| single_task | 0.5000 ± 0.0000 | 20.00 ± 0.00 | 0.4000 ± 0.0000 | +0.00 ± 0.00 |" in text
-    assert "Settings: 1 epochs (overridden; progressive x3)." in text and "## Every target metric" in text
+    assert (
+        "Settings: 1 epochs (overridden; progressive x3, teacher_depth x3, " in text
+        and "## Every target metric" in text
+    )
     assert "Li, Liu & Bilen, IJCV 2023" in text
     panels = mtl.panels(BENCH, summary)
     assert [p.values["hard_fixed"]["normals"] for p in panels] == pytest.approx([-10.0, -10.0])
@@ -72,3 +75,6 @@ def test_state_size_reads_checkpoints_safely(tmp_path):
 def test_teachers_are_that_seeds_single_task_checkpoints(tmp_path):
     paths = mtl.teacher_paths(BENCH, tmp_path, 2)
     assert paths == {t: str(tmp_path / f"single_{t}/seed2/checkpoints/last.ckpt") for t in BENCH.single_task}
+    longer = mtl.teacher_paths(BENCH, tmp_path, 2, "universal_long_teachers")
+    assert longer == {t: str(tmp_path / f"teacher_{t}/seed2/checkpoints/last.ckpt") for t in BENCH.single_task}
+    assert mtl.teacher_paths(BENCH, tmp_path, 2, "universal") == paths

@@ -108,6 +108,37 @@ def test_mistakes_fail_in_one_line_naming_the_fix(tmp_path, changes, message):
     assert "\n" not in str(error.value)
 
 
+SINGLE = {"single_task": {"depth": "source_only"}}
+KEY = "model.init_args.teachers"
+
+
+def test_single_task_checkpoints_take_a_key_or_a_key_and_the_runs_that_give_them(tmp_path):
+    checkpoints = {"oracle": {"key": KEY, "runs": {"depth": "source_only"}}}
+    bench = get_benchmark("toy", _registry(tmp_path, **SINGLE, single_task_checkpoints=checkpoints))
+    assert bench.single_task_checkpoints == {"oracle": KEY} and bench.checkpoint_runs("oracle") == {
+        "depth": "source_only"
+    }
+    assert bench.checkpoint_runs("source_only") == {}, "a method without single_task_checkpoints receives nothing"
+    mtl = get_benchmark("mtl")
+    assert mtl.checkpoint_runs("universal") == mtl.single_task, "a bare key receives the single_task runs"
+    assert set(mtl.checkpoint_runs("universal_long_teachers").values()) == {f"teacher_{t}" for t in mtl.single_task}
+
+
+@pytest.mark.parametrize(
+    ("checkpoints", "message"),
+    [
+        ({"oracle": {"key": KEY, "runs": {"depth": "teacher"}}}, r"runs names \['teacher'\], which are not among"),
+        ({"oracle": {"key": KEY, "runs": {"normals": "source_only"}}}, r"cover the tasks \['normals'\]; give one run"),
+        ({"oracle": {"key": KEY}}, r"single_task_checkpoints of 'oracle' is \{'key': .*; e.g. \{universal: model"),
+        ({"oracle": 3}, r"single_task_checkpoints of 'oracle' is 3; e.g."),
+    ],
+)
+def test_single_task_checkpoint_runs_mistakes_are_named(tmp_path, checkpoints, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_registry(_registry(tmp_path, **SINGLE, single_task_checkpoints=checkpoints))
+    assert "\n" not in str(error.value)
+
+
 def test_missing_required_keys_unknown_benchmark_and_missing_file(tmp_path):
     path = _registry(tmp_path)
     path.write_text(yaml.safe_dump({"toy": {"base": "experiments/toy/base.yaml"}}))

@@ -231,6 +231,17 @@ def test_a_consumer_trains_after_and_from_its_producers_checkpoint_of_the_same_s
     assert list(table["runs"]) == ["dann", "source_only"], "the report keeps the methods' order"
 
 
+def test_a_method_waits_for_the_runs_of_its_single_task_checkpoints(tmp_path):
+    mtl = get_benchmark("mtl")
+    teachers = [f"teacher_{t}" for t in mtl.single_task]
+    assert runner.producers(mtl, "universal_long_teachers") == teachers
+    assert runner.producers(mtl, "universal") == list(mtl.single_task.values())
+    fake = CheckpointingFake(tmp_path)
+    runner.run_benchmark(mtl, ["universal_long_teachers", *teachers], [0], tmp_path, jobs=2, execute=fake)
+    assert fake.most_active == 2
+    assert fake.records_at_fit["universal_long_teachers/0"] == [f"{t}/seed0" for t in teachers], "teachers first"
+
+
 def test_a_missing_producer_checkpoint_stops_before_training_and_resume_uses_the_kept_one(tmp_path):
     fake = CheckpointingFake(tmp_path)
     message = (

@@ -33,11 +33,13 @@ NAME = "mtl"
 DELTAS = ("delta", "delta_all")
 
 
-def teacher_paths(bench: Benchmark, runs_dir: Path, seed: int) -> dict[str, str]:
-    """The ``last.ckpt`` of each single-task run of ``seed``: ``{task: path}``."""
+def teacher_paths(bench: Benchmark, runs_dir: Path, seed: int, method: str | None = None) -> dict[str, str]:
+    """The ``last.ckpt`` of each single-task run of ``seed`` that ``method`` receives (default, or for a method
+    without its own ``runs`` in the registry: the ``single_task`` runs): ``{task: path}``."""
+    runs = bench.checkpoint_runs(method) if method is not None else {}
     return {
-        task: str(run_dir(runs_dir, method, seed) / "checkpoints" / "last.ckpt")
-        for task, method in bench.single_task.items()
+        task: str(run_dir(runs_dir, producer, seed) / "checkpoints" / "last.ckpt")
+        for task, producer in (runs or bench.single_task).items()
     }
 
 
@@ -118,15 +120,15 @@ def state_size(run: Path) -> int | None:
 def _settings(bench: Benchmark) -> str:
     base = bench.root / bench.base
     config = yaml.safe_load(base.read_text()) if base.is_file() else {}
-    scale = ", ".join(f"{m}: {s}x" for m, s in bench.epoch_scale.items())
+    scale = ", ".join(f"{m} {s}" for m, s in bench.epoch_scale.items())
     try:
         source = config["data"]["init_args"]["source"]["init_args"]
         return (
-            f"{config['trainer']['max_epochs']} epochs ({scale}, one phase per task), {source['train_size']} source "
-            f"training images of {source['image_size']}x{source['image_size']}, batch "
+            f"{config['trainer']['max_epochs']} epochs (times {scale}; progressive trains one phase per task), "
+            f"{source['train_size']} source training images of {source['image_size']}x{source['image_size']}, batch "
             f"{config['data']['init_args']['batch_size']}, {source['test_size']} test images per domain "
             "(experiments/synthrooms/base.yaml uses 12 epochs and 2000 images: the MTL benchmark is smaller to fit "
-            "13 configs x 3 seeds in about 50 min on 2 CPU cores)"
+            f"{len(bench.methods)} configs x 3 seeds in about an hour on 2 CPU cores)"
         )
     except (KeyError, TypeError):
         return f"see {bench.base}"
@@ -211,12 +213,13 @@ def main(argv: list[str] | None = None) -> None:
         key = bench.single_task_checkpoints.get(method)
         if key is None:
             return []
-        paths = teacher_paths(bench, args.runs_dir, seed)
+        paths = teacher_paths(bench, args.runs_dir, seed, method)
         missing = [p for p in paths.values() if not Path(p).is_file()]
         if missing:
+            runs = list(bench.checkpoint_runs(method).values())
             raise ConfigError(
-                f"{method} needs the single-task checkpoints {missing}; run {list(bench.single_task.values())} for "
-                f"seed {seed} first (they run first by default)."
+                f"{method} needs the single-task checkpoints {missing}; run {runs} for seed {seed} first (they run "
+                "first by default)."
             )
         return [f"--{key}={json.dumps(paths)}"]
 

@@ -48,10 +48,19 @@ class Benchmark:
     single_task_checkpoints: dict[str, str] = field(default_factory=dict)
     """Method -> the config key that receives ``{task: last.ckpt of that seed's single-task run}`` (teachers to
     distil, columns to initialise), so those methods run after the single-task runs."""
+    task_runs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Method -> ``{task: method}`` whose runs give its ``single_task_checkpoints`` instead of ``single_task``'s
+    (e.g. teachers trained longer); registry form ``{key: <config key>, runs: {task: method}}``."""
     epoch_scale: dict[str, int] = field(default_factory=dict)
     checkpoints_from: dict[str, dict[str, str]] = field(default_factory=dict)
     """Consumer method -> ``{config key: producer method}``: the key receives the producer's ``last.ckpt`` of the
     same seed (e.g. a self-training student's teacher), so the producer's run of that seed finishes first."""
+
+    def checkpoint_runs(self, method: str) -> dict[str, str]:
+        """``{task: method}`` of the runs whose checkpoints ``method`` receives (``{}`` if none)."""
+        if method not in self.single_task_checkpoints:
+            return {}
+        return dict(self.task_runs.get(method, self.single_task))
 
     def stack(self, method: str) -> list[Path]:
         """The config files of ``method``, in ``--config`` order."""
@@ -152,7 +161,7 @@ def _benchmark(name: str, entry: Any, path: Path) -> Benchmark:
         pairs=tuple(_pair(where, p) for p in entry.get("pairs", [])),
         extra_report=entry.get("extra_report"),
         single_task=dict(entry.get("single_task", {})),
-        single_task_checkpoints={str(k): str(v) for k, v in (entry.get("single_task_checkpoints") or {}).items()},
+        **_single_task_checkpoints(where, entry.get("single_task_checkpoints") or {}),
         epoch_scale={str(k): int(v) for k, v in entry.get("epoch_scale", {}).items()},
         checkpoints_from=_checkpoints_from(where, entry.get("checkpoints_from") or {}, set(stacks)),
     )
@@ -196,6 +205,27 @@ def _checkpoints_from(where: str, value: Any, methods: set[str]) -> dict[str, di
     return result
 
 
+def _single_task_checkpoints(where: str, value: Any) -> dict[str, dict]:
+    """``single_task_checkpoints`` split into config keys and the runs that override ``single_task``: each method
+    maps to a config key, or to ``{key: <config key>, runs: {task: method}}``."""
+    example = "e.g. {universal: model.init_args.teachers} or {universal: {key: ..., runs: {depth: teacher_depth}}}"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: single_task_checkpoints must map methods to config keys, {example}.")
+    keys, runs = {}, {}
+    for method, spec in value.items():
+        if isinstance(spec, dict):
+            mapping = spec.get("runs")
+            valid = set(spec) == {"key", "runs"} and isinstance(spec["key"], str) and isinstance(mapping, dict)
+            if not valid or not all(isinstance(t, str) and isinstance(m, str) for t, m in mapping.items()):
+                raise ConfigError(f"{where}: single_task_checkpoints of {method!r} is {spec!r}; {example}.")
+            keys[str(method)], runs[str(method)] = spec["key"], dict(mapping)
+        elif isinstance(spec, str):
+            keys[str(method)] = spec
+        else:
+            raise ConfigError(f"{where}: single_task_checkpoints of {method!r} is {spec!r}; {example}.")
+    return {"single_task_checkpoints": keys, "task_runs": runs}
+
+
 def _pair(where: str, pair: Any) -> tuple[str, str]:
     if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(d, str) for d in pair):
         raise ConfigError(f"{where}: each pair must be [source, target] domain names, got {pair!r}.")
@@ -211,10 +241,17 @@ def _check_names(where: str, bench: Benchmark) -> None:
     if bench.oracle is not None and bench.oracle not in methods:
         raise ConfigError(f"{where}: oracle {bench.oracle!r} is not one of its methods; name one or set oracle: null.")
     named = {"single_task": bench.single_task.values(), "single_task_checkpoints": bench.single_task_checkpoints}
+    named["single_task_checkpoints runs"] = [m for runs in bench.task_runs.values() for m in runs.values()]
     for key, names in {**named, "epoch_scale": bench.epoch_scale}.items():
         unknown = sorted(set(names) - methods)
         if unknown:
             raise ConfigError(f"{where}: {key} names {unknown}, which are not among its methods {sorted(methods)}.")
+    for method, runs in bench.task_runs.items():
+        if set(runs) != set(bench.single_task):
+            raise ConfigError(
+                f"{where}: single_task_checkpoints runs of {method!r} cover the tasks {sorted(runs)}; give one run "
+                f"per task of single_task, {sorted(bench.single_task)}."
+            )
     if bench.extra_report is not None:
         module, _, function = bench.extra_report.partition(":")
         if not function or importlib.util.find_spec(module) is None:

@@ -70,8 +70,11 @@ def checkpoint_path(runs_dir: Path, method: str, seed: int) -> Path:
 
 
 def producers(bench: Benchmark, method: str) -> list[str]:
-    """The methods whose same-seed checkpoints ``method`` starts from (the registry's ``checkpoints_from``)."""
-    return list(dict.fromkeys(bench.checkpoints_from.get(method, {}).values()))
+    """The methods whose same-seed checkpoints ``method`` starts from (the registry's ``checkpoints_from``, and the
+    runs of its ``single_task_checkpoints``)."""
+    return list(
+        dict.fromkeys([*bench.checkpoints_from.get(method, {}).values(), *bench.checkpoint_runs(method).values()])
+    )
 
 
 def checkpoint_args(bench: Benchmark, runs_dir: Path, method: str, seed: int, skip: Collection[str] = ()) -> list[str]:

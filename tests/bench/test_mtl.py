@@ -78,3 +78,19 @@ def test_teachers_are_that_seeds_single_task_checkpoints(tmp_path):
     longer = mtl.teacher_paths(BENCH, tmp_path, 2, "universal_long_teachers")
     assert longer == {t: str(tmp_path / f"teacher_{t}/seed2/checkpoints/last.ckpt") for t in BENCH.single_task}
     assert mtl.teacher_paths(BENCH, tmp_path, 2, "universal") == paths
+
+
+def test_jobs_reach_the_runner(monkeypatch, tmp_path):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_benchmark(bench, methods, seeds, runs_dir, extra, **options):
+        seen.update(options)
+        raise Stop
+
+    monkeypatch.setattr(mtl, "run_benchmark", fake_run_benchmark)
+    with pytest.raises(Stop):
+        mtl.main(["--seeds", "0", "--jobs", "2", "--out", str(tmp_path / "t.md"), "--runs-dir", str(tmp_path)])
+    assert seen["jobs"] == 2 and seen["seed_major"] is True

@@ -701,7 +701,6 @@ def main(argv: list[str] | None = None) -> None:
     add_run_arguments(parser, "results/runs/dynamic", out=False)
     parser.add_argument("--out", type=Path, default=Path("results/dynamic.md"), help="Markdown report (.json, PNGs)")
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side, each with cpu_count // jobs threads")
     parser.add_argument("--eval-accelerator", default="cpu", help="accelerator of the grid evaluation (default cpu)")
     args = parser.parse_args(argv)
     registry = get_benchmark(NAME, args.registry)

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         return [f"--{key}={json.dumps(paths)}"]
 
-    options = dict(epochs=args.epochs, predict=args.predict, resume=args.resume, seed_major=True)
+    options = dict(epochs=args.epochs, predict=args.predict, resume=args.resume, seed_major=True, jobs=args.jobs)
     options["run_args"] = single_task_checkpoints
     runs = run_benchmark(bench, order, args.seeds, args.runs_dir, args.cli_arg, **options)
     summary = summarise(bench, runs.records)

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         tag = pair_tag(source, target)
         print(f"bench pairs {bench.name}: pair {index}/{len(pairs)}, {source} -> {target}", flush=True)
         extra = [*pair_args(source, target), *args.cli_arg]
-        options = dict(epochs=args.epochs, predict=args.predict, resume=args.resume, label=f"bench {bench.name} {tag}")
+        options = dict(epochs=args.epochs, predict=args.predict, resume=args.resume, jobs=args.jobs)
+        options["label"] = f"bench {bench.name} {tag}"
         runs = run_benchmark(bench, methods, args.seeds, args.runs_dir / bench.name / tag, extra, **options)
         command = f"python -m umadapt.bench pairs {' '.join(argv)}"
         out = args.out_dir / f"{tag}.md"

@@ -376,6 +376,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, runs_dir: str, out: bool 
     parser.add_argument("--predict", action="store_true", help="also write one batch of prediction PNGs per run")
     parser.add_argument("--resume", action="store_true", help=f"reuse each run whose {RECORD} exists")
     parser.add_argument("--registry", type=Path, help="the benchmark registry (default: experiments/benchmarks.yaml)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs side by side, each with cpu_count // jobs torch threads (default 1)"
+    )
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -400,9 +403,6 @@ def main(argv: list[str] | None = None, execute: Execute = run_command) -> None:
     parser = argparse.ArgumentParser(prog="python -m umadapt.bench run", description=__doc__.splitlines()[0])
     parser.add_argument("benchmark", help="a benchmark of experiments/benchmarks.yaml")
     add_run_arguments(parser, "results/runs")
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="runs side by side, each with cpu_count // jobs torch threads (default 1)"
-    )
     parser.add_argument(
         "--shard",
         type=_shard,

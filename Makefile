@@ -74,7 +74,7 @@ sweep-%: $(STAMP) ## Validate, create and start the W&B sweep experiments/sweeps
 
 .PHONY: bench-mtl
 bench-mtl: $(STAMP) ## Multi-task learning on SynthRooms: 13 configs x 3 seeds (~50 min on 2 cores) -> results/mtl.md
-	$(BENCH) mtl --seeds $(SEEDS) $(BENCH_ARGS) --out $(OUT_DIR)/mtl.md --runs-dir $(RUNS_DIR)/mtl
+	$(BENCH) mtl --seeds $(SEEDS) --jobs $(JOBS) $(BENCH_ARGS) --out $(OUT_DIR)/mtl.md --runs-dir $(RUNS_DIR)/mtl
 
 .PHONY: bench-dynamic
 bench-dynamic: $(STAMP) ## Controllable dynamic multi-task nets (DYMU) vs baselines over preferences x budgets, SynthRooms + digits, 3 seeds (~1 h on 2 cores) -> results/dynamic.md

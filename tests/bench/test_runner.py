@@ -7,13 +7,14 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from umadapt.bench import runner
+from umadapt.bench import report, runner
 from umadapt.bench.registry import get_benchmark
 from umadapt.errors import ConfigError
 
@@ -83,6 +84,49 @@ def test_resume_reuses_finished_records_and_trains_the_rest(tmp_path, capsys):
     without = FakeUmadapt()
     runner.run_benchmark(BENCH, ["oracle"], [0], tmp_path, execute=without)
     assert without.trained() == ["oracle/0"], "without --resume every run trains again"
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+def test_code_version_follows_the_code_folders_only(tmp_path):
+    assert runner.code_version(tmp_path) is None, "not a git checkout"
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "config", "user.email", "t@t")
+    _git(tmp_path, "config", "user.name", "t")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("docs\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "one")
+    first = runner.code_version(tmp_path)
+    assert first is not None and len(first) == 12
+    (tmp_path / "README.md").write_text("other docs\n")
+    _git(tmp_path, "commit", "-qam", "docs only")
+    assert runner.code_version(tmp_path) == first, "docs outside the code folders do not change the version"
+    (tmp_path / "src" / "a.py").write_text("x = 2\n")
+    assert runner.code_version(tmp_path) == first + "+dirty"
+    _git(tmp_path, "commit", "-qam", "code")
+    assert runner.code_version(tmp_path) not in (first, first + "+dirty")
+
+
+def test_resume_warns_about_records_of_other_code(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "code_version", lambda root: "aaaa")
+    first = runner.run_benchmark(BENCH, ["oracle"], [0, 1], tmp_path, execute=FakeUmadapt())
+    assert [r["code_version"] for r in first.records["oracle"]] == ["aaaa", "aaaa"]
+    assert first.execution["code_versions"] == ["aaaa"]
+    record = tmp_path / "oracle" / "seed1" / runner.RECORD
+    record.write_text(json.dumps({**json.loads(record.read_text()), "code_version": "bbbb"}))
+    capsys.readouterr()
+    again = runner.run_benchmark(BENCH, ["oracle"], [0, 1], tmp_path, resume=True, execute=FakeUmadapt())
+    out = capsys.readouterr().out
+    assert "warning: reused oracle seed 1, but code bbbb trained it, this tree is aaaa;" in out
+    assert "seed 0, but" not in out, "a record of this very code is reused silently"
+    assert again.execution["code_versions"] == ["aaaa", "bbbb"]
+    assert "- Code version of the runs (`umadapt.bench.runner.code_version`): `aaaa`, `bbbb`" in "\n".join(
+        report.cost_lines(again.wall, again.execution)
+    )
 
 
 def test_epoch_scale_seed_major_order_and_per_run_arguments(tmp_path):

@@ -143,6 +143,7 @@ def to_markdown(
     command: str,
     epochs: int | None,
     chart: list[str],
+    execution: Mapping | None = None,
 ) -> str:
     """The Markdown report: per domain a headline table with Δ_MTL and state size, then every metric."""
     headline = bench.headline_keys
@@ -182,7 +183,7 @@ def to_markdown(
     lines += chart
     for domain in bench.domains:
         lines += report.metric_table(f"Every {domain} metric", summary[domain])
-    lines += report.cost_lines(wall)
+    lines += report.cost_lines(wall, execution)
     lines += report.published_lines(bench.published)
     return "\n".join(lines) + "\n"
 
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     found = panels(bench, summary)
     chart = report.chart_line(args.out, "change per task vs the single-task networks") if found else []
     command = f"python -m umadapt.bench mtl {' '.join(argv)}"
-    text = to_markdown(bench, summary, args.seeds, runs.wall, sizes, command, args.epochs, chart)
-    report.write(args.out, text, {"summary": summary, "runs": runs.records, "wall": runs.wall}, found)
+    text = to_markdown(bench, summary, args.seeds, runs.wall, sizes, command, args.epochs, chart, runs.execution)
+    json_out = {"summary": summary, "runs": runs.records, "wall": runs.wall, "execution": runs.execution}
+    report.write(args.out, text, json_out, found)
     print(text)
     print(f"Table written to {args.out}; per-run logs, checkpoints and results under {args.runs_dir}/")

@@ -117,6 +117,9 @@ def cost_lines(wall: Mapping[str, Mapping], execution: Mapping[str, Any] | None 
             f"- Benchmark wall clock: {execution['elapsed_s'] / 60:.1f} min ({execution.get('jobs', 1)} runs side "
             "by side)"
         )
+    if execution and execution.get("code_versions"):
+        versions = ", ".join(f"`{v}`" for v in execution["code_versions"])
+        lines.append(f"- Code version of the runs (`umadapt.bench.runner.code_version`): {versions}")
     return lines
 
 

@@ -6,7 +6,8 @@ and :mod:`umadapt.bench.mtl` call :func:`run_benchmark` too.
 
 Resume rule (``--resume``): a (method, seed) whose record ``<runs-dir>/<method>/seed<N>/benchmark_record.json``
 exists is reused, unless a run it starts from (``checkpoints_from``) trains again in the same call; every other one
-is trained. Without ``--resume`` every run is trained again.
+is trained. Without ``--resume`` every run is trained again. Each record keeps the :func:`code_version` that trained
+it, and reusing a record of other (or uncommitted) code prints a warning naming it.
 
 A method of the registry's ``checkpoints_from`` starts from another method's ``last.ckpt`` of the same seed (a
 self-training student from its teacher): that run waits for the producer's run of its seed (trained or reused), and a
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import os
 import shutil
@@ -33,14 +35,45 @@ from umadapt.bench import report
 from umadapt.bench.registry import Benchmark, get_benchmark
 from umadapt.errors import ConfigError
 
-__all__ = ["RECORD", "Progress", "Runs", "checkpoint_args", "run_benchmark", "run_command", "run_one"]
+__all__ = ["RECORD", "Progress", "Runs", "checkpoint_args", "code_version", "run_benchmark", "run_command", "run_one"]
 
 RECORD = "benchmark_record.json"
 """The file that marks a finished (method, seed): its test metrics, wall times and command arguments."""
 
+CODE_DIRS = ("src", "data_modules", "experiments")
+"""The folders whose content decides a run's numbers (tests, docs and results do not)."""
+
 Execute = Callable[..., float]
 """``execute(command, log, threads=None)``: runs one command with its output in a log file (with ``threads`` torch
 threads when given); returns its wall time in seconds."""
+
+
+def code_version(root: Path) -> str | None:
+    """A short hash of the git trees of :data:`CODE_DIRS` at ``HEAD`` of the checkout ``root``, with ``+dirty``
+    when they have uncommitted changes (or untracked files); ``None`` outside a git checkout. Two runs of equal
+    versions without ``+dirty`` ran the same code, whatever else (docs, tests) changed between their commits."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+    try:
+        trees = git("rev-parse", *(f"HEAD:{d}" for d in CODE_DIRS if (root / d).is_dir())).split()
+        dirty = git("status", "--porcelain", "--", *CODE_DIRS).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return hashlib.sha1(" ".join(trees).encode()).hexdigest()[:12] + ("+dirty" if dirty else "")
+
+
+def _other_code(record: Mapping, version: str | None) -> str | None:
+    """Why a reused record may not be what this code gives (``None`` if it is the same, committed code)."""
+    trained = record.get("code_version")
+    if trained is None:
+        return "its record does not say which code trained it"
+    if trained != version:
+        return f"code {trained} trained it, this tree is {version}"
+    if trained.endswith("+dirty"):
+        return f"code {trained} had uncommitted changes"
+    return None
 
 
 def run_command(command: list[str], log: Path, threads: int | None = None) -> float:
@@ -110,9 +143,11 @@ def run_one(
     predict: bool = False,
     execute: Execute = run_command,
     threads: int | None = None,
+    version: str | None = None,
 ) -> dict:
     """Fit and test one (method, seed) (with ``predict``, also write one batch of prediction PNGs; ``threads``:
-    torch threads of each command, default inherited); write and return its record."""
+    torch threads of each command, default inherited); write and return its record (``version``: the
+    :func:`code_version` it records, default this checkout's)."""
     folder = run_dir(runs_dir, method, seed)
     configs = [arg for path in bench.stack(method) for arg in ("--config", _shown(path))]
     common = [
@@ -139,6 +174,7 @@ def run_one(
         umadapt("predict", f"seed{seed}-predict", ckpt, output, "--trainer.limit_predict_batches=1")
     record = json.loads(results.read_text())
     record.update(fit_seconds=fit_seconds, test_seconds=test_seconds, command_args=[*configs, *common])
+    record["code_version"] = version if version is not None else code_version(bench.root)
     (folder / RECORD).write_text(json.dumps(record, indent=2))
     return record
 
@@ -150,7 +186,8 @@ class Runs:
     records: dict[str, list[dict]] = field(default_factory=dict)
     wall: dict[str, dict] = field(default_factory=dict)
     execution: dict = field(default_factory=dict)
-    """How the runs were scheduled: ``jobs``, torch ``threads`` per run, ``elapsed_s`` of the whole call."""
+    """How the runs were scheduled: ``jobs``, torch ``threads`` per run, ``elapsed_s`` of the whole call, and the
+    ``code_versions`` that trained them."""
 
     def add(self, method: str, record: dict) -> None:
         self.records.setdefault(method, []).append(record)
@@ -301,6 +338,7 @@ def run_benchmark(
     for method, seed in pending:  # a producer checkpoint that nothing here will train must exist before any training
         checkpoint_args(bench, runs_dir, method, seed, skip=[p for p, _ in waits_for(method, seed)])
     progress = Progress(label or f"bench {bench.name}", len(plan), len(plan) - len(reused), jobs=jobs)
+    version = code_version(bench.root)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     if status_every is None:
         status_every = 15.0 if sys.stdout.isatty() else 60.0
@@ -313,7 +351,8 @@ def run_benchmark(
             args.append(f"--trainer.max_epochs={epochs * bench.epoch_scale.get(method, 1)}")
         args += checkpoint_args(bench, runs_dir, method, seed)
         args += run_args(method, seed) if run_args else []
-        return run_one(bench, method, seed, runs_dir, args, predict=predict, execute=execute, threads=threads)
+        options = dict(predict=predict, execute=execute, threads=threads, version=version)
+        return run_one(bench, method, seed, runs_dir, args, **options)
 
     records: dict[tuple[str, int], dict] = {}
     index = {p: i for i, p in enumerate(plan, 1)}
@@ -330,6 +369,12 @@ def run_benchmark(
             if (method, seed) in reused:
                 records[method, seed] = json.loads((run_dir(runs_dir, method, seed) / RECORD).read_text())
                 print(progress.finished(method, seed, None), flush=True)
+                if (why := _other_code(records[method, seed], version)) is not None:
+                    print(
+                        f"{progress.label}: warning: reused {method} seed {seed}, but {why}; its numbers may differ "
+                        "from what this code gives (run it without --resume to train it again).",
+                        flush=True,
+                    )
         submit_ready()
         while running:
             done, _ = concurrent.futures.wait(running, timeout=status_every, return_when="FIRST_COMPLETED")
@@ -350,7 +395,8 @@ def run_benchmark(
     if pending:  # only a cycle in checkpoints_from, which the registry rejects, leaves runs waiting
         raise ConfigError(f"{progress.label}: {pending} wait for each other's checkpoints (checkpoints_from).")
     elapsed = None if reused else time.perf_counter() - progress.start  # reused runs' time is not in this call
-    runs = Runs(execution={"jobs": jobs, "threads": threads, "elapsed_s": elapsed})
+    versions = list(dict.fromkeys(str(records[p].get("code_version")) for p in plan))
+    runs = Runs(execution={"jobs": jobs, "threads": threads, "elapsed_s": elapsed, "code_versions": versions})
     for method, seed in plan:
         runs.add(method, records[method, seed])
     return runs

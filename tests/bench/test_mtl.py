@@ -48,7 +48,7 @@ def test_markdown_rows_and_chart_panels():
     assert row in text
     assert "| single_task | 0.5000 ± 0.0000 | 20.00 ± 0.00 | 0.4000 ± 0.0000 | +0.00 ± 0.00 |" in text
     assert (
-        "Settings: 1 epochs (overridden; progressive x3, teacher_depth x3, " in text
+        "Settings: 1 epochs (overridden; progressive x3, teacher_depth x10, " in text
         and "## Every target metric" in text
     )
     assert "Li, Liu & Bilen, IJCV 2023" in text

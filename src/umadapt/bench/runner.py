@@ -395,7 +395,7 @@ def run_benchmark(
     if pending:  # only a cycle in checkpoints_from, which the registry rejects, leaves runs waiting
         raise ConfigError(f"{progress.label}: {pending} wait for each other's checkpoints (checkpoints_from).")
     elapsed = None if reused else time.perf_counter() - progress.start  # reused runs' time is not in this call
-    versions = list(dict.fromkeys(str(records[p].get("code_version")) for p in plan))
+    versions = list(dict.fromkeys(records[p].get("code_version") or "unrecorded" for p in plan))
     runs = Runs(execution={"jobs": jobs, "threads": threads, "elapsed_s": elapsed, "code_versions": versions})
     for method, seed in plan:
         runs.add(method, records[method, seed])

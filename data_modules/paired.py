@@ -26,7 +26,7 @@ from data_modules.domain import SPLITS, Domain
 from data_modules.edges import ImageEdges, WithImageEdges
 from data_modules.translated import TranslatedDomain
 from data_modules.weak_labels import WEAK_LABEL_MODES, WeakLabelDataset
-from umadapt.samples import IMAGE, to_tensor_sample
+from umadapt.samples import IMAGE, collate_samples, native_key, to_tensor_sample
 from umadapt.tasks import TASKS
 
 COMBINED_MODES = ("max_size_cycle", "min_size", "max_size", "sequential")
@@ -58,13 +58,23 @@ class SeededSampler(DistributedSampler):
 class SampleDataset(Dataset):
     """Selects ``keys`` from a domain's raw samples, augments them jointly and converts them to tensors.
 
-    Items are indexed by ``index`` or by ``(index, augmentation seed)`` (from :class:`SeededSampler`).
+    Items are indexed by ``index`` or by ``(index, augmentation seed)`` (from :class:`SeededSampler`). With
+    ``native``, the native-resolution target of each selected key (``native/<key>``, served by a real-data reader's
+    validation and test splits with ``eval_resolution: native``) is kept too, where the raw sample has one; it is
+    never augmented (evaluation samples are not).
     """
 
-    def __init__(self, base: Dataset, keys: Sequence[str], transform: Callable[[dict], dict] | None = None) -> None:
+    def __init__(
+        self,
+        base: Dataset,
+        keys: Sequence[str],
+        transform: Callable[[dict], dict] | None = None,
+        native: bool = False,
+    ) -> None:
         self.base = base
         self.keys = tuple(keys)
         self.transform = transform
+        self.native = bool(native)
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -78,6 +88,8 @@ class SampleDataset(Dataset):
         sample = {k: raw[k] for k in self.keys}
         if self.transform is not None:
             sample = self.transform(sample, seed=seed)
+        if self.native:
+            sample.update({native_key(k): raw[native_key(k)] for k in self.keys if native_key(k) in raw})
         return to_tensor_sample(sample)
 
 
@@ -286,12 +298,12 @@ class PairedDataModule(pl.LightningDataModule):
                 )
 
     # -- datasets -----------------------------------------------------------------------------------------------
-    def _dataset(self, role: str, split: str, labelled: bool, train: bool) -> Dataset:
-        key = (role, split, labelled, train)
+    def _dataset(self, role: str, split: str, labelled: bool, train: bool, native: bool = False) -> Dataset:
+        key = (role, split, labelled, train, native)
         if key not in self._datasets:
             keys = [IMAGE, *self.tasks, *self.extra_keys] if labelled else [IMAGE]
             base = self.domains[role].dataset(split)
-            self._datasets[key] = SampleDataset(base, keys, self._sample_transform(train))
+            self._datasets[key] = SampleDataset(base, keys, self._sample_transform(train), native=native)
         return self._datasets[key]
 
     def _sample_transform(self, train: bool) -> Callable[..., dict] | None:
@@ -352,10 +364,12 @@ class PairedDataModule(pl.LightningDataModule):
             raise ValueError(f"Unknown split {split!r}; valid splits: {list(SPLITS)}.")
         return self._dataset(role, split, labelled=False, train=False)
 
-    def eval_dataset(self, role: str, split: str) -> Dataset:
+    def eval_dataset(self, role: str, split: str, native: bool = True) -> Dataset:
+        """A domain's split with labels, unaugmented; ``native``: with the native-resolution targets the domain
+        serves (``eval_resolution: native``), batched by :func:`~umadapt.samples.collate_samples`."""
         if split not in SPLITS:
             raise ValueError(f"Unknown split {split!r}; valid splits: {list(SPLITS)}.")
-        return self._dataset(role, split, labelled=True, train=False)
+        return self._dataset(role, split, labelled=True, train=False, native=native)
 
     # -- loaders ------------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
@@ -377,6 +391,7 @@ class PairedDataModule(pl.LightningDataModule):
             drop_last=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=None if train else collate_samples,  # native targets may differ in size within a batch
         )
 
     def train_dataloader(self) -> CombinedLoader:
@@ -399,7 +414,7 @@ class PairedDataModule(pl.LightningDataModule):
         return [self._loader(self.eval_dataset(role, "test"), train=False) for role in self.eval_domains]
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_dataset(self.predict_domain, "test"), train=False)
+        return self._loader(self.eval_dataset(self.predict_domain, "test", native=False), train=False)
 
     def describe(self) -> dict[str, Any]:
         """Data identity for reproducibility records and results tables."""

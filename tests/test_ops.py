@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from umadapt.ops import channel_argmax, channel_norm, normalize_channels
+from umadapt.ops import channel_argmax, channel_norm, normalize_channels, resize_bilinear
 
 
 def _normal_map() -> torch.Tensor:
@@ -41,3 +41,19 @@ def test_channel_argmax_equals_argmax_with_ties():
     logits = torch.randint(0, 3, (2, 5, 4, 4), generator=torch.Generator().manual_seed(2)).float()  # many ties
     assert torch.equal(channel_argmax(logits), logits.argmax(dim=1))
     assert torch.equal(channel_argmax(logits[:, :, 0, 0]), logits[:, :, 0, 0].argmax(dim=1))
+
+
+def test_resize_bilinear_upsamples_without_aligned_corners_and_keeps_a_matching_size():
+    x = torch.tensor([[[[1.0, 3.0]]]])
+    # output column centres map to input -0.25, 0.25, 0.75, 1.25 (clamped): 1, 1.5, 2.5, 3
+    assert resize_bilinear(x, (1, 4)).tolist() == [[[[1.0, 1.5, 2.5, 3.0]]]]
+    assert resize_bilinear(x, (1, 2)) is x
+
+
+def test_resize_bilinear_renormalises_unit_vectors():
+    x = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).reshape(1, 2, 3).permute(2, 0, 1)[None]  # [1, 3, 1, 2]
+    blended = resize_bilinear(x, (1, 4))
+    assert channel_norm(blended)[0, 0, 1] == pytest.approx((0.75**2 + 0.25**2) ** 0.5)  # plain blend: shorter
+    unit = resize_bilinear(x, (1, 4), unit_vectors=True)
+    assert torch.allclose(channel_norm(unit), torch.ones(1, 1, 4))
+    assert torch.allclose(unit, normalize_channels(blended))

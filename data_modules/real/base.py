@@ -10,7 +10,7 @@ import numpy as np
 
 from ..domain import SPLITS, Domain
 from .errors import CorruptFileError
-from .io import FITS, FileDataset, check_split, image_shape, seeded_subset
+from .io import EVAL_RESOLUTIONS, FITS, FileDataset, check_split, image_shape, seeded_subset
 
 
 class RealDomain(Domain):
@@ -24,6 +24,12 @@ class RealDomain(Domain):
         seed: seed of that subset.
         skip_bad_files: skip unreadable files (counted and reported with a warning) instead of raising.
         max_items: use only the first ``max_items`` samples of each split (quick runs, debugging); ``None`` = all.
+        eval_resolution: where the validation and test labels are scored. ``image_size`` (default): as the model
+            sees them, resized with nearest to ``image_size``. ``native``: the val/test samples also carry every dense
+            target at its stored size after the reader's own fixed crop (e.g. NYUDv2's valid region), under
+            ``native/<task>`` (with ``fit: crop``, the region the image's centre crop keeps, not resampled); the
+            predictions are upsampled bilinearly to it before scoring (the AdaptSegNet / ADVENT protocol on
+            Cityscapes). Training samples never carry them.
     """
 
     dataset_name = "dataset"
@@ -36,10 +42,13 @@ class RealDomain(Domain):
         seed: int = 0,
         skip_bad_files: bool = False,
         max_items: int | None = None,
+        eval_resolution: str = "image_size",
     ) -> None:
         self.image_size = image_shape(image_size)
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {fit!r}.")
+        if eval_resolution not in EVAL_RESOLUTIONS:
+            raise ValueError(f"eval_resolution must be one of {EVAL_RESOLUTIONS}, got {eval_resolution!r}.")
         if not 0.0 < val_fraction <= 1.0:
             raise ValueError(f"val_fraction must be in (0, 1], got {val_fraction}.")
         self.fit = fit
@@ -47,6 +56,7 @@ class RealDomain(Domain):
         self.seed = int(seed)
         self.skip_bad_files = bool(skip_bad_files)
         self.max_items = max_items
+        self.eval_resolution = eval_resolution
         self._datasets: dict[str, FileDataset] = {}
 
     # -- to implement ---------------------------------------------------------------------------------------
@@ -84,8 +94,15 @@ class RealDomain(Domain):
                 raise ValueError(
                     f"{self.name}: the {split} split is empty; check the dataset's files under {self.root}."
                 )
+            native = self.eval_resolution == "native" and split in ("val", "test")
             self._datasets[split] = FileDataset(
-                items, self.load, self.image_size, self.fit, self.skip_bad_files, name=f"{self.name}/{split}"
+                items,
+                self.load,
+                self.image_size,
+                self.fit,
+                self.skip_bad_files,
+                name=f"{self.name}/{split}",
+                native=native,
             )
         return self._datasets[split]
 
@@ -95,6 +112,7 @@ class RealDomain(Domain):
             "root": str(getattr(self, "root", "")),
             "num_classes": self.num_classes,
             "fit": self.fit,
+            "eval_resolution": self.eval_resolution,
             "val_fraction": self.val_fraction,
             "seed": self.seed,
         }

@@ -73,6 +73,9 @@ class Cityscapes(RealDomain):
         test_split: the folder used as the test split (``val``: the official validation set).
         max_depth: invalidate depths beyond it (metres); ``None`` keeps every valid disparity.
         image_size: default ``(512, 1024)``, half resolution as in AdaptSegNet / ADVENT.
+        eval_resolution: ``native`` scores the val/test labels (and depths) at their stored 1024x2048 with the
+            predictions upsampled bilinearly, as AdaptSegNet / ADVENT do (the shipped Cityscapes configs set it);
+            ``image_size`` (default) scores them resized (nearest) to ``image_size``.
         fit, val_fraction, seed, skip_bad_files, max_items: see :class:`~data_modules.real.base.RealDomain`.
     """
 
@@ -91,8 +94,9 @@ class Cityscapes(RealDomain):
         seed: int = 0,
         skip_bad_files: bool = False,
         max_items: int | None = None,
+        eval_resolution: str = "image_size",
     ) -> None:
-        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items)
+        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items, eval_resolution)
         self.root = resolve_root(root, "Cityscapes", self.dataset_name, LAYOUT, OBTAIN)
         self.tasks = self._select_tasks(("segmentation", "depth"), tasks)
         table, names = label_id_table(num_classes)

@@ -112,6 +112,8 @@ class FolderDomain(RealDomain):
             (default ``"x,y,z"``: already umadapt's).
         classes_file: the class list, relative to ``root`` (needed by segmentation; optional for classes).
         test_fraction: share of the images held out as the test split when ``splits/test.txt`` is absent.
+        eval_resolution: ``native``: the val/test labels at each file's own size (with ``fit: crop`` the region the
+            image's centre crop keeps), scored with upsampled predictions.
         image_size, fit, val_fraction, seed, skip_bad_files, max_items: see :class:`~data_modules.real.base.RealDomain`.
     """
 
@@ -133,8 +135,9 @@ class FolderDomain(RealDomain):
         seed: int = 0,
         skip_bad_files: bool = False,
         max_items: int | None = None,
+        eval_resolution: str = "image_size",
     ) -> None:
-        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items)
+        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items, eval_resolution)
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
         if layout not in LAYOUTS:

@@ -45,6 +45,9 @@ class GTA5(UnsplitDomain):
         num_classes: 19 (the GTA5 -> Cityscapes protocol), 16 or 13.
         image_size: default ``(512, 1024)``; ``fit: crop`` keeps the 1914x1052 frames' aspect ratio.
         holdout: remove the val/test subset from the training images.
+        eval_resolution: ``native``: the val/test labels at the frame's own size (1914x1052 for most frames; with
+            ``fit: crop`` the region the image's centre crop keeps), scored with upsampled predictions; frames of
+            different sizes in one batch are scored one by one.
         fit, val_fraction, seed, skip_bad_files, max_items: see :class:`~data_modules.real.base.RealDomain`.
     """
 
@@ -61,6 +64,7 @@ class GTA5(UnsplitDomain):
         seed: int = 0,
         skip_bad_files: bool = False,
         max_items: int | None = None,
+        eval_resolution: str = "image_size",
     ) -> None:
         super().__init__(
             holdout,
@@ -70,6 +74,7 @@ class GTA5(UnsplitDomain):
             seed=seed,
             skip_bad_files=skip_bad_files,
             max_items=max_items,
+            eval_resolution=eval_resolution,
         )
         self.root = resolve_root(root, "GTA5", self.dataset_name, LAYOUT, OBTAIN)
         for folder in ("images", "labels"):

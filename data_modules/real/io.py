@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from umadapt.samples import IGNORE_INDEX
+from umadapt.samples import DENSE_TARGETS, IGNORE_INDEX, native_key
 
 from .errors import CorruptFileError, DatasetNotFoundError
 
@@ -25,6 +25,9 @@ DATA_ROOT_ENV = "DATA_ROOT"
 FITS = ("stretch", "crop")
 """How a sample is brought to ``image_size``: ``stretch`` resizes to it (the aspect ratio may change); ``crop`` scales
 it to cover ``image_size`` keeping the aspect ratio, then takes the centre crop."""
+EVAL_RESOLUTIONS = ("image_size", "native")
+"""Where validation and test labels are scored: ``image_size`` (the labels resized with nearest, as the model sees
+them) or ``native`` (also served at their stored size, :func:`native_targets`; predictions are upsampled to it)."""
 
 
 # ---------------------------------------------------------------------------------------------------- roots
@@ -221,6 +224,37 @@ def fit_sample(sample: dict[str, Any], image_size: tuple[int, int] | None, fit: 
     return out
 
 
+def native_box(in_hw: Sequence[int], image_size: Sequence[int], fit: str = "stretch") -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of the stored ``in_hw`` frame that :func:`fit_sample` maps onto ``image_size``:
+    the whole frame for ``stretch``; for ``crop``, the centre region the image's crop covers, at native scale (its
+    edges rounded to whole pixels)."""
+    in_h, in_w = int(in_hw[0]), int(in_hw[1])
+    if fit == "stretch" or (in_h, in_w) == tuple(int(s) for s in image_size):
+        return 0, in_h, 0, in_w
+    out_h, out_w = int(image_size[0]), int(image_size[1])
+    scale = max(out_h / in_h, out_w / in_w)
+    scaled_h, scaled_w = max(out_h, round(in_h * scale)), max(out_w, round(in_w * scale))
+    top, left = (scaled_h - out_h) // 2, (scaled_w - out_w) // 2
+    return (
+        round(top * in_h / scaled_h),
+        round((top + out_h) * in_h / scaled_h),
+        round(left * in_w / scaled_w),
+        round((left + out_w) * in_w / scaled_w),
+    )
+
+
+def native_targets(sample: dict[str, Any], image_size: tuple[int, int] | None, fit: str = "stretch") -> dict[str, Any]:
+    """``{native/<task>: target}`` of every dense target (depth, normals, segmentation) of a raw sample, at its
+    stored size: unresampled, cut to the region the image keeps (:func:`native_box`)."""
+    hw = sample["image"].shape[:2]
+    top, bottom, left, right = native_box(hw, image_size or hw, fit)
+    return {
+        native_key(k): np.ascontiguousarray(np.asarray(sample[k])[top:bottom, left:right])
+        for k in DENSE_TARGETS
+        if k in sample
+    }
+
+
 # ---------------------------------------------------------------------------------------------------- splits
 def seeded_subset(n: int, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of a seeded random subset of ``range(n)`` holding ``max(1, round(fraction * n))`` items."""
@@ -241,7 +275,8 @@ def limit(items: list, max_items: int | None) -> list:
 
 # ---------------------------------------------------------------------------------------------------- datasets
 class FileDataset:
-    """A map-style dataset over ``items`` (one per sample): ``load(item) -> raw sample``, then :func:`fit_sample`.
+    """A map-style dataset over ``items`` (one per sample): ``load(item) -> raw sample``, then :func:`fit_sample`;
+    with ``native``, the sample also carries its dense targets at their stored size (:func:`native_targets`).
 
     ``skip_bad_files=False`` (default): an unreadable file raises :class:`CorruptFileError` naming it.
     ``skip_bad_files=True``: the sample is replaced by the next readable one, every skipped file is recorded in
@@ -256,6 +291,7 @@ class FileDataset:
         fit: str = "stretch",
         skip_bad_files: bool = False,
         name: str = "dataset",
+        native: bool = False,
     ) -> None:
         self.items = list(items)
         self.load = load
@@ -263,6 +299,7 @@ class FileDataset:
         self.fit = fit
         self.skip_bad_files = skip_bad_files
         self.name = name
+        self.native = bool(native)
         self.skipped: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -276,7 +313,9 @@ class FileDataset:
         for attempt in range(n):
             item = self.items[(index + attempt) % n]
             try:
-                return fit_sample(self.load(item), self.image_size, self.fit)
+                raw = self.load(item)
+                sample = fit_sample(raw, self.image_size, self.fit)
+                return {**sample, **native_targets(raw, self.image_size, self.fit)} if self.native else sample
             except CorruptFileError as error:
                 if not self.skip_bad_files:
                     raise
@@ -291,7 +330,9 @@ class FileDataset:
         raise CorruptFileError(self.name, f"none of its {n} samples could be read")
 
     def __repr__(self) -> str:
-        return f"FileDataset({self.name!r}, {len(self)} samples, image_size={self.image_size}, fit={self.fit!r})"
+        native = ", native targets" if self.native else ""
+        size = f"image_size={self.image_size}, fit={self.fit!r}{native}"
+        return f"FileDataset({self.name!r}, {len(self)} samples, {size})"
 
 
 def check_split(split: str, valid: Sequence[str] = ("train", "val", "test")) -> str:

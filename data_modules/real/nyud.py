@@ -100,6 +100,11 @@ class NYUDv2(RealDomain):
         tasks: subset of ``("depth", "segmentation")``; default both.
         crop: ``(top, bottom, left, right)`` crop applied before resizing (default: the toolbox's valid region of
             the 480x640 images); ``null`` keeps the whole image.
+        eval_resolution: ``native``: the val/test labels at the stored 480x640 scale inside ``crop`` (427x561 with
+            the default crop: the monocular depth papers' resolution; their Eigen crop is one row and column smaller),
+            scored with upsampled predictions.
+        eval_resolution: ``native`` scores the labels at their stored 288x384, which is the default ``image_size``
+            (so it changes nothing there); it matters only with another ``image_size``.
         image_size, fit, val_fraction, seed, skip_bad_files, max_items: see :class:`~data_modules.real.base.RealDomain`.
     """
 
@@ -119,8 +124,9 @@ class NYUDv2(RealDomain):
         split_file: str = "splits.mat",
         skip_bad_files: bool = False,
         max_items: int | None = None,
+        eval_resolution: str = "image_size",
     ) -> None:
-        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items)
+        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items, eval_resolution)
         self.root = resolve_root(root, "NYUDv2", self.dataset_name, MAT_LAYOUT, OBTAIN)
         self.mat_path = require(self.root / mat_file, self.dataset_name, MAT_LAYOUT, OBTAIN, kind="file")
         self.split_path = require(self.root / split_file, self.dataset_name, MAT_LAYOUT, OBTAIN, kind="file")
@@ -233,8 +239,9 @@ class NYUDv2MTAN(RealDomain):
         seed: int = 0,
         skip_bad_files: bool = False,
         max_items: int | None = None,
+        eval_resolution: str = "image_size",
     ) -> None:
-        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items)
+        super().__init__(image_size, fit, val_fraction, seed, skip_bad_files, max_items, eval_resolution)
         self.root = resolve_root(root, "NYUDv2_MTAN", self.dataset_name, MTAN_LAYOUT, MTAN_OBTAIN)
         self.tasks = self._select_tasks(("depth", "normals", "segmentation"), tasks)
         self.num_classes = len(CLASSES_13)

@@ -74,6 +74,8 @@ class SynthiaRandCityscapes(UnsplitDomain):
         tasks: subset of ``("segmentation", "depth")``; default both.
         depth_scale: metres per depth PNG unit.
         image_size: default ``(512, 1024)``; with ``fit: crop`` the 1280x760 frames keep their aspect ratio.
+        eval_resolution: ``native``: the val/test labels and depths at the frames' 1280x760 (with ``fit: crop`` the
+            region the image's centre crop keeps), scored with upsampled predictions.
         holdout, fit, val_fraction, seed, skip_bad_files, max_items: see :class:`GTA5`.
     """
 
@@ -92,6 +94,7 @@ class SynthiaRandCityscapes(UnsplitDomain):
         seed: int = 0,
         skip_bad_files: bool = False,
         max_items: int | None = None,
+        eval_resolution: str = "image_size",
     ) -> None:
         super().__init__(
             holdout,
@@ -101,6 +104,7 @@ class SynthiaRandCityscapes(UnsplitDomain):
             seed=seed,
             skip_bad_files=skip_bad_files,
             max_items=max_items,
+            eval_resolution=eval_resolution,
         )
         self.root = resolve_root(root, "RAND_CITYSCAPES", self.dataset_name, LAYOUT, OBTAIN)
         self.tasks = self._select_tasks(("segmentation", "depth"), tasks)

@@ -8,9 +8,12 @@ a non-innermost dimension slowly: on a ``[32, 3, 64, 64]`` normal map ``vector_n
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
 
-__all__ = ["channel_argmax", "channel_norm", "normalize_channels"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["channel_argmax", "channel_norm", "normalize_channels", "resize_bilinear"]
 
 
 def channel_norm(x: torch.Tensor, dim: int = 1, keepdim: bool = False) -> torch.Tensor:
@@ -27,3 +30,14 @@ def normalize_channels(x: torch.Tensor, eps: float = 1e-12, dim: int = 1) -> tor
 def channel_argmax(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Index of the largest value over ``dim`` (the first one on ties, like ``argmax``)."""
     return x.max(dim=dim).indices
+
+
+def resize_bilinear(x: torch.Tensor, size: Sequence[int], unit_vectors: bool = False) -> torch.Tensor:
+    """``[B, C, h, w]`` resized to ``size`` ``(H, W)`` bilinearly (``align_corners=False``, as the segmentation and
+    depth literature upsamples predictions to the label); ``unit_vectors``: re-normalised to unit length over the
+    channels afterwards (normals). ``x`` itself when it already has that size."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    out = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return normalize_channels(out, eps=1e-6) if unit_vectors else out

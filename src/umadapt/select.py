@@ -37,6 +37,8 @@ from umadapt.checkpoints import read_checkpoint
 from umadapt.errors import ConfigError
 from umadapt.metrics import is_lower_better
 from umadapt.metrics.mtl import delta_mtl
+from umadapt.samples import collate_samples
+from umadapt.tasks import eval_pairs
 from umadapt.validators import Validator, build_validator, evidence_for, validation_loaders
 
 __all__ = ["Candidate", "discover", "main", "score_candidates", "summarize"]
@@ -134,7 +136,8 @@ class RunLoader:
 
 def target_test_metrics(model: Any, datamodule: Any) -> dict[str, float]:
     """``{task/metric: value}`` of ``model`` on the target test split (for the report: these use target labels)."""
-    loader = torch.utils.data.DataLoader(datamodule.eval_dataset("target", "test"), batch_size=64, shuffle=False)
+    dataset = datamodule.eval_dataset("target", "test")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False, collate_fn=collate_samples)
     metrics = model.metrics["test_target"]
     for metric in metrics.values():
         metric.reset()
@@ -142,8 +145,10 @@ def target_test_metrics(model: Any, datamodule: Any) -> dict[str, float]:
         for batch in loader:
             predictions = model(batch["image"])
             for t in model.tasks:  # as MultiTaskModel's test step: batches with a label (metrics skip invalid ones)
-                if model.task_specs[t].labelled(batch[t]).any():
-                    metrics[t].update(predictions[t].float(), batch[t])
+                pairs = eval_pairs(model.task_specs[t], predictions[t], batch)  # native labels when served
+                if any(model.task_specs[t].labelled(target).any() for _, target in pairs):
+                    for prediction, target in pairs:
+                        metrics[t].update(prediction, target)
     values = {f"{t}/{name}": float(v) for t in model.tasks for name, v in metrics[t].compute().items()}
     for metric in metrics.values():
         metric.reset()

@@ -20,7 +20,7 @@ for multi-task classification). Their heads and metrics have 2 classes whatever 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 
 from umadapt.metrics import ClassificationMetrics, DepthMetrics, NormalMetrics, SegmentationMetrics
-from umadapt.ops import channel_norm, normalize_channels
-from umadapt.samples import IGNORE_INDEX
+from umadapt.ops import channel_norm, normalize_channels, resize_bilinear
+from umadapt.samples import IGNORE_INDEX, native_key
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -86,6 +86,8 @@ class Task:
     categorical: bool = False
     """Whether the prediction is class logits (segmentation and the per-image class tasks): an output-level
     adversary sees their softmax, and uncertainty weighting treats them as classification."""
+    unit_vectors: bool = False
+    """Whether the prediction is unit vectors (normals): re-normalised after resizing."""
 
     def out_channels(self, num_classes: int | None) -> int:
         if self.channels is not None:
@@ -168,7 +170,9 @@ def _binary_task(name: str) -> Task:
 # Named functions, not lambdas: models hold their tasks and must pickle (ddp_spawn, DataLoader workers).
 TASKS: dict[str, Task] = {
     "depth": Task("depth", True, 1, F.softplus, _depth_loss, _depth_metric, _depth_labelled),
-    "normals": Task("normals", True, 3, _unit_vectors, _normals_loss, _normals_metric, _normals_labelled),
+    "normals": Task(
+        "normals", True, 3, _unit_vectors, _normals_loss, _normals_metric, _normals_labelled, unit_vectors=True
+    ),
     "segmentation": Task(
         "segmentation",
         True,
@@ -200,3 +204,28 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"Unknown task {name!r}. Known tasks: {sorted(TASKS)}.") from None
+
+
+def eval_pairs(
+    task: Task, prediction: torch.Tensor, batch: Mapping[str, Any]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(prediction, target)`` pairs ``task``'s metric is updated with for one evaluation batch.
+
+    Without a native-resolution target (:func:`~umadapt.samples.native_key`): ``[(prediction.float(),
+    batch[task])]``, as always. With one, the float prediction is upsampled bilinearly to the target's size
+    (:func:`~umadapt.ops.resize_bilinear`; segmentation logits before any argmax, normals re-normalised) and paired
+    with it: one pair for a stacked ``[B, ...]`` target, one per sample for a list of differently sized ones.
+    """
+    native = batch.get(native_key(task.name))
+    if native is None:
+        return [(prediction.float(), batch[task.name])]
+    if isinstance(native, torch.Tensor):
+        native = [native]
+        predictions = [prediction]
+    else:
+        predictions = [prediction[i : i + 1] for i in range(len(native))]
+        native = [target[None] for target in native]
+    return [
+        (resize_bilinear(p.float(), target.shape[-2:], task.unit_vectors), target)
+        for p, target in zip(predictions, native)
+    ]

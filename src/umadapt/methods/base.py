@@ -22,7 +22,7 @@ from umadapt.errors import ConfigError
 from umadapt.methods.players import Players
 from umadapt.nn import ClassificationHead, DenseDecoder
 from umadapt.schedules import get_lr_schedule, require_finite_length, training_progress
-from umadapt.tasks import Task, get_task
+from umadapt.tasks import Task, eval_pairs, get_task
 from umadapt.weighting import FixedWeighting, LossWeighting
 
 
@@ -355,11 +355,15 @@ class MultiTaskModel(pl.LightningModule):
         labelled_everywhere = True
         for t in self.tasks:
             counts = self._label_counts.setdefault((stage, domain, t), torch.zeros(2, dtype=torch.int64))
-            labelled = int(self.task_specs[t].labelled(batch[t]).sum()) if t in batch else 0
+            spec = self.task_specs[t]
+            # the labels at image_size, or at their native resolution with the prediction upsampled to them
+            pairs = eval_pairs(spec, predictions[t], batch) if t in batch else []
+            labelled = sum(int(spec.labelled(target).sum()) for _, target in pairs)
             counts += torch.tensor([labelled, batch_size - labelled])
             labelled_everywhere = labelled_everywhere and labelled == batch_size
             if labelled:
-                metrics[t].update(predictions[t].float(), batch[t])
+                for prediction, target in pairs:
+                    metrics[t].update(prediction, target)
         if labelled_everywhere:  # the loss of a batch without labels would read 0: leave it out
             total = float(self.weighted_sum(self.task_losses(predictions, batch)))
             sums = self._loss_sums.setdefault((stage, domain), torch.zeros(2, dtype=torch.float64))

@@ -103,8 +103,6 @@ class NYUDv2(RealDomain):
         eval_resolution: ``native``: the val/test labels at the stored 480x640 scale inside ``crop`` (427x561 with
             the default crop: the monocular depth papers' resolution; their Eigen crop is one row and column smaller),
             scored with upsampled predictions.
-        eval_resolution: ``native`` scores the labels at their stored 288x384, which is the default ``image_size``
-            (so it changes nothing there); it matters only with another ``image_size``.
         image_size, fit, val_fraction, seed, skip_bad_files, max_items: see :class:`~data_modules.real.base.RealDomain`.
     """
 
@@ -222,6 +220,8 @@ class NYUDv2MTAN(RealDomain):
         root: default ``$DATA_ROOT/NYUDv2_MTAN``; holds ``train/`` and ``val/`` (or ``test/``).
         tasks: subset of ``("depth", "normals", "segmentation")``; default all three.
         normals_axes: see above.
+        eval_resolution: ``native`` scores the labels at their stored 288x384, which is the default ``image_size``
+            (so it changes nothing there); it matters only with another ``image_size``.
         image_size, fit, val_fraction, seed, skip_bad_files, max_items: see :class:`~data_modules.real.base.RealDomain`.
     """
 

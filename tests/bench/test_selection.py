@@ -167,7 +167,7 @@ def test_validator_logger_reads_target_images_only():
     class Data:
         eval_batch_size = 2
 
-        def eval_dataset(self, role, split):
+        def eval_dataset(self, role, split, native=True):
             return [{"image": 0, "label": 1}] * 2
 
         def images_dataset(self, role, split):

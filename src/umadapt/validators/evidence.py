@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from umadapt.errors import ConfigError
-from umadapt.samples import collate_samples
 from umadapt.validators.functional import hflip_back
 
 __all__ = ["TRANSFORMS", "Evidence", "check_images_only", "collect_evidence", "validation_loaders"]
@@ -65,9 +64,8 @@ def validation_loaders(datamodule: Any, batch_size: int | None = None) -> tuple[
                 f"data_modules.PairedDataModule); {type(datamodule).__name__} has no {name}."
             )
     size = int(batch_size or getattr(datamodule, "eval_batch_size", 32))
-    # collate_samples: a source with eval_resolution: native serves native labels (of varying size); unused here
-    labelled = datamodule.eval_dataset("source", "val")
-    source = DataLoader(labelled, batch_size=size, shuffle=False, collate_fn=collate_samples)
+    labelled = datamodule.eval_dataset("source", "val", native=False)  # validators score at image_size
+    source = DataLoader(labelled, batch_size=size, shuffle=False)
     target = DataLoader(datamodule.images_dataset("target", "val"), batch_size=size, shuffle=False)
     return source, target
 
